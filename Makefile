@@ -1,0 +1,45 @@
+# fruitlens: every set-up step a fresh machine needs lives here, so that the README's two
+# commands (`make run`, `make test`) work on a clean clone. Downloads and builds are cached
+# outside the repository (FRUITLENS_CACHE) so a second run is fast.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export FRUITLENS_CACHE ?= $(HOME)/.cache/fruitlens
+export PIP_CACHE_DIR ?= $(FRUITLENS_CACHE)/pip
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Tests and the demo read the shared Fruits-360 subset through this setting.
+export FRUITLENS_DATASET ?= $(abspath ../shared/datasets/fruits360)
+
+DATA ?=
+WEIGHTS ?= imagenet
+OUT ?= $(CURDIR)/out/run
+PYTEST_ARGS ?=
+
+.PHONY: help venv run test lint format bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+venv: $(VENV)/.installed ## create .venv with fruitlens and its test tools
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+lint: venv ## ruff lint and format check
+	$(BIN)/ruff check app tests bench
+	$(BIN)/ruff format --check app tests bench
+
+format: venv ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix app tests bench
+	$(BIN)/ruff format app tests bench
+
+clean: ## remove the virtualenv and local outputs (caches outside the repo stay)
+	rm -rf $(VENV) out .pytest_cache
+
+-include mk/*.mk

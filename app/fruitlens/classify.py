@@ -1,0 +1,188 @@
+"""The classifier: a Spark ML Pipeline (standardise -> PCA -> classifier) chosen by CV.
+
+The fitted pipeline is stored with Spark ML's own writer beside a model.json that records what
+the model expects from the featurizer (weights checksum, image size), so `predict` can refuse
+features it was not trained on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.classification import LogisticRegression, MultilayerPerceptronClassifier
+from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+from pyspark.ml.feature import IndexToString, StringIndexer
+from pyspark.ml.functions import vector_to_array
+from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from fruitlens import paths, reduce
+from fruitlens.storage import Storage
+
+MODEL_DIR = "model"
+MODEL_JSON = "model.json"
+LABEL_INDEX = "label_index"
+WEIGHT = "class_weight"
+TOP_K = 3
+
+
+class ModelError(RuntimeError):
+    pass
+
+
+@dataclass
+class ModelCard:
+    """model.json: what the model is, what it was trained on, what it needs at predict time."""
+
+    classes: list[str]
+    training_counts: dict[str, int]
+    weights: str
+    weights_sha256: str
+    image_size: int
+    pca_k: int
+    classifier: str
+    hyper_parameters: dict[str, Any]
+    fruitlens_version: str
+    trained_on_image_ids_sha256: str
+    cv_folds: int
+    class_weights: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def with_class_weights(training: DataFrame) -> DataFrame:
+    """Weight each row by total / (classes x class count), so rare classes count as much."""
+    counts = training.groupBy("label").count()
+    total = training.count()
+    classes = counts.count()
+    weights = counts.select(
+        F.col("label"), (F.lit(total) / (F.lit(classes) * F.col("count"))).alias(WEIGHT)
+    )
+    return training.join(weights, on="label", how="left")
+
+
+def _estimator(kind: str, k: int, classes: int, weighted: bool, seed: int) -> tuple[Any, list]:
+    if kind == "mlp":
+        mlp = MultilayerPerceptronClassifier(
+            featuresCol="pca",
+            labelCol=LABEL_INDEX,
+            layers=[k, 2 * k, classes],
+            seed=seed,
+            maxIter=200,
+        )
+        grid = ParamGridBuilder().addGrid(mlp.stepSize, [0.03, 0.1]).build()
+        return mlp, grid
+    logreg = LogisticRegression(
+        featuresCol="pca", labelCol=LABEL_INDEX, family="multinomial", maxIter=100
+    )
+    if weighted:
+        logreg.setWeightCol(WEIGHT)
+    grid = ParamGridBuilder().addGrid(logreg.regParam, [0.001, 0.01, 0.1]).build()
+    return logreg, grid
+
+
+def train(
+    training: DataFrame, k: int, kind: str, folds: int, weighted: bool, seed: int
+) -> tuple[PipelineModel, dict[str, Any]]:
+    """Fit the whole pipeline on Training only; CV picks the regularisation."""
+    classes = training.select("label").distinct().count()
+    if classes < 2:
+        raise ModelError(f"training needs at least 2 classes, got {classes}")
+    data = with_class_weights(training) if weighted else training
+    indexer = StringIndexer(
+        inputCol="label", outputCol=LABEL_INDEX, handleInvalid="keep", stringOrderType="alphabetAsc"
+    )
+    estimator, grid = _estimator(kind, k, classes, weighted, seed)
+    reduction = reduce.pca_pipeline(k)
+    pipeline = Pipeline(stages=[indexer, *reduction.getStages(), estimator])
+    evaluator = MulticlassClassificationEvaluator(labelCol=LABEL_INDEX, metricName="accuracy")
+    search = CrossValidator(
+        estimator=pipeline,
+        estimatorParamMaps=grid,
+        evaluator=evaluator,
+        numFolds=folds,
+        seed=seed,
+        parallelism=1,
+    )
+    fitted = search.fit(data)
+    best = fitted.avgMetrics.index(max(fitted.avgMetrics))
+    chosen = {param.name: value for param, value in grid[best].items()}
+    chosen["cv_accuracy"] = float(fitted.avgMetrics[best])
+    best_model: PipelineModel = fitted.bestModel
+    labels = list(best_model.stages[0].labels)
+    with_names = PipelineModel(
+        stages=[
+            *best_model.stages,
+            IndexToString(inputCol="prediction", outputCol="predicted_label", labels=labels),
+        ]
+    )
+    return with_names, chosen
+
+
+def classes_of(model: PipelineModel) -> list[str]:
+    return list(model.stages[0].labels)
+
+
+def score(model: PipelineModel, features: DataFrame, min_confidence: float = 0.0) -> DataFrame:
+    """Predicted label, its probability and the top-3 (label, probability) of each image."""
+    labels = classes_of(model)
+    scored = model.transform(features)
+    probabilities = vector_to_array(F.col("probability"))
+    ranked = F.slice(
+        F.array_sort(
+            F.transform(probabilities, lambda p, i: F.struct((-p).alias("neg"), i.alias("index")))
+        ),
+        1,
+        TOP_K,
+    )
+    names = F.array(*[F.lit(label) for label in labels])
+    top = F.transform(
+        ranked,
+        lambda item: F.struct(
+            F.element_at(names, item["index"] + 1).alias("label"),
+            (-item["neg"]).alias("probability"),
+        ),
+    )
+    best_probability = F.array_max(probabilities)
+    return scored.select(
+        F.col("image_id"),
+        F.col("path"),
+        F.col("label"),
+        F.col("split"),
+        F.col(LABEL_INDEX),
+        F.col("prediction"),
+        F.when(best_probability >= F.lit(min_confidence), F.col("predicted_label"))
+        .otherwise(F.lit("unknown"))
+        .alias("predicted_label"),
+        best_probability.alias("probability"),
+        top.alias("top3"),
+    )
+
+
+def save(model: PipelineModel, card: ModelCard, output: str, storage: Storage) -> None:
+    model.write().overwrite().save(paths.join(output, MODEL_DIR))
+    storage.write_bytes(paths.join(output, MODEL_JSON), card.to_json().encode(), "application/json")
+
+
+def load(model_uri: str, storage: Storage) -> tuple[PipelineModel, ModelCard]:
+    card_uri = paths.join(model_uri, MODEL_JSON)
+    if not storage.exists(card_uri):
+        raise ModelError(f"{model_uri} holds no {MODEL_JSON}: not a fruitlens model")
+    try:
+        card = ModelCard(**json.loads(storage.read_bytes(card_uri)))
+    except (ValueError, TypeError) as exc:
+        raise ModelError(f"{card_uri} is corrupt: {exc}") from exc
+    try:
+        model = PipelineModel.load(paths.join(model_uri, MODEL_DIR))
+    except Exception as exc:  # Spark raises Py4J/IllegalArgument/AnalysisException alike
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"{model_uri}/{MODEL_DIR} is not a readable Spark ML model: {first_line}"
+        ) from exc
+    return model, card

@@ -1,0 +1,142 @@
+"""`fruitlens` command line: one subcommand per job, every flag documented with an example."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fruitlens import __version__, config
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    config.RUN: (
+        "featurize images with VGG16, reduce with PCA, train and score a classifier",
+        "fruitlens run --input s3a://fruits/raw --output s3a://fruits/runs/r1 --weights seeded:0",
+    ),
+    config.TRAIN: (
+        "train a classifier (standardise, PCA, classifier; CV on Training) on stored features",
+        "fruitlens train --features s3a://fruits/runs/r1 --output s3a://fruits/models/v1",
+    ),
+    config.EVALUATE: (
+        "score a trained model on stored labelled features: accuracy, macro-F1, confusion",
+        "fruitlens evaluate --model s3a://fruits/models/v1 --features s3a://fruits/runs/r1 "
+        "--output s3a://fruits/eval/v1",
+    ),
+    config.PREDICT: (
+        "label new images (no class folders needed) with a trained model",
+        "fruitlens predict --model s3a://fruits/models/v1 --input s3a://fruits/new "
+        "--output s3a://fruits/predictions/today",
+    ),
+    config.JARS: (
+        "download hadoop-aws, its AWS SDK and spark-hadoop-cloud matching pyspark (checksummed)",
+        "fruitlens jars --jars-dir /opt/spark/jars",
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fruitlens",
+        description="Fruit image classification at scale: S3 -> Spark -> VGG16 -> PCA -> "
+        "classifier -> S3. Every flag can also be set as FRUITLENS_<FLAG> or in --config.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Example:\n  "
+        + COMMANDS[config.RUN][1]
+        + "\n\nRun `fruitlens COMMAND --help` for the flags of each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"fruitlens {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (summary, example) in COMMANDS.items():
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            epilog=f"Example:\n  {textwrap.fill(example, 100, subsequent_indent='    ')}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        config.add_arguments(sub, name)
+    return parser
+
+
+def _job(name: str) -> Callable[[config.Config], int]:
+    """A command that runs a Spark job and ends with the one-screen summary."""
+
+    def handler(cfg: config.Config) -> int:
+        from fruitlens import job, report
+
+        print(report.summary(getattr(job, name)(cfg)))
+        return 0
+
+    return handler
+
+
+def _jars(cfg: config.Config) -> int:
+    from fruitlens import jars
+
+    for jar in jars.ensure_jars(cfg.jars_dir):
+        print(jar)
+    return 0
+
+
+HANDLERS: dict[str, Callable[[config.Config], int]] = {
+    config.RUN: _job("run_command"),
+    config.TRAIN: _job("train_command"),
+    config.EVALUATE: _job("evaluate_command"),
+    config.PREDICT: _job("predict_command"),
+    config.JARS: _jars,
+}
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from fruitlens import classify, jars, job, storage, weights
+
+    return (
+        config.ConfigError,
+        job.JobError,
+        weights.WeightsError,
+        classify.ModelError,
+        storage.StorageError,
+        jars.JarError,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # one INFO line per gateway call
+    flags: dict[str, Any] = vars(args)
+    try:
+        cfg = config.build_config(args.command, flags)
+        return HANDLERS[args.command](cfg)
+    except _expected_errors() as exc:
+        print(f"fruitlens {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # Spark/S3 failures: one readable line, the trace in the log
+        logging.getLogger("fruitlens").debug("failure", exc_info=True)
+        print(f"fruitlens {args.command}: failed: {describe_failure(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The first meaningful line of a (possibly Java) exception, naming S3 when S3 is the cause."""
+    text = str(exc).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    java = [
+        line for line in lines if line.startswith(("java.", "org.apache", "software.amazon", ": "))
+    ]
+    headline = (java or lines or [type(exc).__name__])[0].lstrip(": ")
+    if any(marker in text for marker in ("s3a://", "S3A", "software.amazon.awssdk", "AmazonS3")):
+        return f"S3 error: {headline[:400]}"
+    return headline[:400]

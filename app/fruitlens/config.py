@@ -1,0 +1,402 @@
+"""The one typed configuration object, built once from defaults < file < environment < flags.
+
+Every setting is declared once, in `Config`, with its help text and the subcommands that take it;
+the CLI parser, the `FRUITLENS_<NAME>` environment variables and the `--config` file are all
+derived from that declaration, so a setting cannot exist in one place and be missing in another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+from urllib.parse import urlparse
+
+ENV_PREFIX = "FRUITLENS_"
+
+# Residency allow-list: AWS regions located in the European Union.
+EU_REGIONS = frozenset(
+    {
+        "eu-west-1",
+        "eu-west-3",
+        "eu-central-1",
+        "eu-north-1",
+        "eu-south-1",
+        "eu-south-2",
+    }
+)
+
+RUN = "run"
+TRAIN = "train"
+EVALUATE = "evaluate"
+PREDICT = "predict"
+SANITIZE = "sanitize"
+ERASE = "erase"
+RETENTION = "retention"
+SUBMIT = "submit"
+JARS = "jars"
+
+SPARK_COMMANDS = (RUN, TRAIN, EVALUATE, PREDICT, ERASE)
+S3_COMMANDS = (RUN, TRAIN, EVALUATE, PREDICT, SANITIZE, ERASE, RETENTION)
+FEATURIZING_COMMANDS = (RUN, PREDICT)
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message is meant for the person who typed it."""
+
+
+def setting(default: Any, help: str, commands: Sequence[str], **extra: Any) -> Any:
+    """Declare one setting: its default, its help text and the subcommands that accept it."""
+    metadata = {"help": help, "commands": tuple(commands), **extra}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- data -------------------------------------------------------------------------------
+    input: str | None = setting(
+        None,
+        "Images to read: a local folder or s3a://bucket/prefix in the Fruits-360 layout "
+        "(<Class>/<file> or Training|Test/<Class>/<file>). Example: s3a://fruits/raw",
+        (RUN, PREDICT, SANITIZE),
+    )
+    output: str | None = setting(
+        None,
+        "Where results go: a local folder or s3a://bucket/prefix. Example: s3a://fruits/runs/2026-11-25",
+        (RUN, TRAIN, EVALUATE, PREDICT, SANITIZE, ERASE),
+    )
+    features: str | None = setting(
+        None,
+        "Stored features of an earlier run (its output folder or its features/ Parquet). "
+        "Example: s3a://fruits/runs/2026-11-25",
+        (TRAIN, EVALUATE),
+    )
+    model: str | None = setting(
+        None,
+        "A model saved by `fruitlens train` (the folder holding model/ and model.json). "
+        "Example: s3a://fruits/models/v1",
+        (EVALUATE, PREDICT),
+    )
+    overwrite: bool = setting(
+        False,
+        "Replace an output prefix that already holds a run (refused otherwise). "
+        "Example: --overwrite",
+        (RUN, TRAIN, EVALUATE, PREDICT, SANITIZE),
+    )
+    incremental: bool = setting(
+        False,
+        "Reuse the features already stored under --output for images whose content id is "
+        "unchanged; only new images are featurized. Example: --incremental",
+        (RUN,),
+    )
+    max_pixels: int = setting(
+        25_000_000,
+        "Images with more pixels than this are rejected as decompression bombs before decoding. "
+        "Example: --max-pixels 50000000",
+        (*FEATURIZING_COMMANDS, SANITIZE),
+    )
+    # --- model ------------------------------------------------------------------------------
+    weights: str = setting(
+        "imagenet",
+        "VGG16 weights: 'imagenet' (Keras download and cache, checksum checked), a weights file "
+        "path or s3a:// URI, or 'seeded:N' (deterministic random init, NOT ImageNet features). "
+        "Example: --weights seeded:0",
+        FEATURIZING_COMMANDS,
+    )
+    image_size: int | None = setting(
+        None,
+        "Square side in pixels the images are resized to before VGG16; default: the images' "
+        "native size (100 for Fruits-360). Example: --image-size 224",
+        FEATURIZING_COMMANDS,
+    )
+    batch_size: int = setting(
+        32,
+        "Images per VGG16 forward pass inside a Spark task. Example: --batch-size 64",
+        FEATURIZING_COMMANDS,
+    )
+    # --- reduction and classification -------------------------------------------------------
+    pca_k: int | None = setting(
+        None,
+        "PCA components to keep; default: the smallest k reaching --pca-variance. "
+        "Example: --pca-k 50",
+        (RUN, TRAIN),
+    )
+    pca_variance: float = setting(
+        0.95,
+        "Explained-variance target used to choose k when --pca-k is not given. "
+        "Example: --pca-variance 0.9",
+        (RUN, TRAIN),
+    )
+    pca_max_k: int = setting(
+        256,
+        "Upper bound on the automatically chosen k. Example: --pca-max-k 128",
+        (RUN, TRAIN),
+    )
+    classifier: str = setting(
+        "logreg",
+        "Classifier family: 'logreg' (multinomial logistic regression) or 'mlp' "
+        "(a one-hidden-layer perceptron). Example: --classifier mlp",
+        (RUN, TRAIN),
+        choices=("logreg", "mlp"),
+    )
+    cv_folds: int = setting(
+        3,
+        "Cross-validation folds (on Training only) that choose the regularisation. "
+        "Example: --cv-folds 5",
+        (RUN, TRAIN),
+    )
+    test_fraction: float | None = setting(
+        None,
+        "Without a Test/ split, hold out this stratified fraction of the images for scoring. "
+        "Example: --test-fraction 0.2",
+        (RUN, TRAIN),
+    )
+    class_weights: bool = setting(
+        False,
+        "Weight classes inversely to their frequency when training. Example: --class-weights",
+        (RUN, TRAIN),
+    )
+    min_confidence: float = setting(
+        0.0,
+        "Predictions below this probability get the label 'unknown'. Example: --min-confidence 0.5",
+        (PREDICT,),
+    )
+    seed: int = setting(
+        0, "Seed for every random choice (splits, CV, init). Example: --seed 7", (RUN, TRAIN)
+    )
+    plots: bool = setting(
+        True,
+        "Draw the PNG plots (explained variance, PCA scatter, confusion matrix). "
+        "Example: --no-plots",
+        (RUN, EVALUATE),
+    )
+    # --- Spark ------------------------------------------------------------------------------
+    master: str | None = setting(
+        None,
+        "Spark master; default local[*], or whatever spark-submit was given. "
+        "Example: --master local[2]",
+        SPARK_COMMANDS,
+    )
+    spark_conf: list[str] = setting(
+        [],
+        "Extra Spark setting KEY=VALUE, repeatable. Example: --spark-conf spark.driver.memory=4g",
+        SPARK_COMMANDS,
+        repeat=True,
+    )
+    jars_dir: str | None = setting(
+        None,
+        "Folder caching hadoop-aws and its AWS SDK (fetched from Maven Central on first use); "
+        "default ~/.cache/fruitlens/jars. Example: --jars-dir /opt/jars",
+        (*SPARK_COMMANDS, JARS),
+    )
+    # --- S3 and GDPR controls ---------------------------------------------------------------
+    region: str = setting(
+        "eu-west-3",
+        "AWS region of the buckets; must be in the EU unless --allow-non-eu-region is given. "
+        "Example: --region eu-central-1",
+        S3_COMMANDS,
+    )
+    allow_non_eu_region: str | None = setting(
+        None,
+        "Reason for using a region outside the EU (recorded in run.json). "
+        "Example: --allow-non-eu-region 'DPA ticket 42'",
+        S3_COMMANDS,
+    )
+    s3_endpoint: str | None = setting(
+        None,
+        "S3-compatible endpoint URL; https required except on loopback. "
+        "Example: --s3-endpoint http://127.0.0.1:9000",
+        S3_COMMANDS,
+    )
+    sse: str | None = setting(
+        None,
+        "Server-side encryption of every written object: 'kms', 's3' or 'none'; default kms "
+        "when --sse-kms-key is given, else s3. Example: --sse kms",
+        S3_COMMANDS,
+        choices=("kms", "s3", "none"),
+    )
+    sse_kms_key: str | None = setting(
+        None,
+        "KMS key ARN for --sse kms. "
+        "Example: --sse-kms-key arn:aws:kms:eu-west-3:111122223333:key/abcd",
+        S3_COMMANDS,
+    )
+    pseudonymize: bool = setting(
+        False,
+        "Replace every path in the outputs by the image's content id (labels stay). "
+        "Example: --pseudonymize",
+        S3_COMMANDS,
+    )
+
+    # --- derived views ----------------------------------------------------------------------
+    @property
+    def effective_sse(self) -> str:
+        if self.sse is not None:
+            return self.sse
+        return "kms" if self.sse_kms_key else "s3"
+
+    def public_dict(self) -> dict[str, Any]:
+        """The effective configuration for run.json; holds no secret by construction."""
+        return dataclasses.asdict(self)
+
+    def validate(self) -> Config:
+        """Check the settings that can be checked without touching any data."""
+        if self.region not in EU_REGIONS and not self.allow_non_eu_region:
+            raise ConfigError(
+                f"region {self.region!r} is outside the EU; personal data must stay in "
+                f"{', '.join(sorted(EU_REGIONS))}, or pass --allow-non-eu-region REASON"
+            )
+        if self.s3_endpoint:
+            check_endpoint_in_transit(self.s3_endpoint)
+        if self.effective_sse == "kms" and not self.sse_kms_key:
+            raise ConfigError("--sse kms needs --sse-kms-key ARN")
+        if not 0 < self.pca_variance <= 1:
+            raise ConfigError("--pca-variance must be in (0, 1]")
+        if self.test_fraction is not None and not 0 < self.test_fraction < 1:
+            raise ConfigError("--test-fraction must be in (0, 1)")
+        if self.image_size is not None and self.image_size < 32:
+            raise ConfigError("--image-size must be at least 32 (VGG16 pools five times)")
+        for item in self.spark_conf:
+            if "=" not in item:
+                raise ConfigError(f"--spark-conf {item!r} is not KEY=VALUE")
+        return self
+
+
+def check_endpoint_in_transit(endpoint: str) -> None:
+    """Encryption in transit: plain http is only acceptable to this machine itself."""
+    parsed = urlparse(endpoint)
+    if parsed.scheme == "https":
+        return
+    if parsed.scheme != "http":
+        raise ConfigError(
+            f"S3 endpoint {endpoint!r} must start with https:// (or http:// on loopback)"
+        )
+    host = parsed.hostname or ""
+    if host == "localhost" or _is_loopback_ip(host):
+        return
+    raise ConfigError(
+        f"S3 endpoint {endpoint!r} uses plain http to a remote host; use https "
+        "(plain http is only allowed to 127.0.0.1 or localhost)"
+    )
+
+
+def _is_loopback_ip(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def fields_for(command: str) -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(Config) if command in f.metadata["commands"]]
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """Add one flag per setting this command takes; defaults are resolved later, not here."""
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="JSON or YAML file of settings (keys as the flags, with underscores). "
+        "Example: --config job.yaml",
+    )
+    hints = get_type_hints(Config)
+    for f in fields_for(command):
+        kind = hints[f.name]
+        help_text = f"{f.metadata['help']} [env {env_name(f.name)}]"
+        if kind is bool:
+            parser.add_argument(
+                flag_name(f.name),
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
+            continue
+        kwargs: dict[str, Any] = {"default": None, "help": help_text, "dest": f.name}
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
+        if f.metadata.get("repeat"):
+            kwargs["action"] = "append"
+        else:
+            kwargs["type"] = _scalar_type(kind)
+        parser.add_argument(flag_name(f.name), **kwargs)
+
+
+def _scalar_type(kind: Any) -> type:
+    for candidate in (int, float, str):
+        if kind is candidate or kind == (candidate | None):
+            return candidate
+    raise TypeError(f"no parser for setting type {kind!r}")
+
+
+def _coerce(name: str, kind: Any, raw: Any) -> Any:
+    if raw is None:
+        return None
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off", ""}:
+            return False
+        raise ConfigError(f"{name}: {raw!r} is not a boolean")
+    if kind == list[str]:
+        if isinstance(raw, str):
+            return [part for part in raw.split(",") if part]
+        return [str(part) for part in raw]
+    try:
+        return _scalar_type(kind)(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name}: {raw!r} is not a valid {_scalar_type(kind).__name__}") from exc
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    text = Path(path).read_text(encoding="utf-8")
+    if path.endswith((".yaml", ".yml")):
+        import yaml
+
+        loaded = yaml.safe_load(text) or {}
+    else:
+        loaded = json.loads(text)
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings")
+    return {key.replace("-", "_"): value for key, value in loaded.items()}
+
+
+def build_config(
+    command: str,
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Merge defaults < --config file < FRUITLENS_* environment < flags, then validate."""
+    environ = os.environ if environ is None else environ
+    hints = get_type_hints(Config)
+    known = {f.name for f in dataclasses.fields(Config)}
+    from_file = read_config_file(flags["config"]) if flags.get("config") else {}
+    unknown = set(from_file) - known
+    if unknown:
+        raise ConfigError(f"unknown settings in {flags['config']}: {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for f in fields_for(command):
+        kind = hints[f.name]
+        for source in (flags.get(f.name), environ.get(env_name(f.name)), from_file.get(f.name)):
+            if source is not None:
+                values[f.name] = _coerce(f.name, kind, source)
+                break
+    return Config(**values).validate()

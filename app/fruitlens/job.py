@@ -1,0 +1,514 @@
+"""The commands' orchestration: preflight checks, then Spark stages, then outputs and run.json.
+
+Each function here reads as the recipe of one command; the work itself lives in the modules
+named for it (images, featurize, reduce, classify, evaluate, write, plots).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+import fruitlens
+from fruitlens import (
+    classify,
+    decode,
+    evaluate,
+    images,
+    paths,
+    plots,
+    reduce,
+    session,
+    weights,
+    write,
+)
+from fruitlens.config import Config
+from fruitlens.featurize import FeaturizerSpec, featurize_images, processed_rows, rejected_rows
+from fruitlens.report import RunReport
+from fruitlens.storage import Storage
+
+log = logging.getLogger(__name__)
+
+SCATTER_POINTS = 5000
+SIZE_PROBE_FILES = 32
+
+
+class JobError(RuntimeError):
+    """A condition the user must fix; printed as one line, exit status 2."""
+
+
+@dataclass
+class Featurized:
+    processed: DataFrame
+    rejected: DataFrame
+    counts: dict[str, Any]
+    spec: FeaturizerSpec
+    resolved: weights.ResolvedWeights
+
+
+# --- preflight: everything that can fail before Spark does any work --------------------------
+def require_input(config: Config, storage: Storage) -> str:
+    if not config.input:
+        raise JobError("--input is required")
+    if not storage.exists(config.input):
+        raise JobError(f"input {config.input} does not exist")
+    if not storage.has_children(config.input):
+        raise JobError(f"input {config.input} is empty or is not a folder/prefix of images")
+    return config.input
+
+
+def require_output(config: Config, storage: Storage) -> str:
+    if not config.output:
+        raise JobError("--output is required")
+    if storage.has_children(config.output) and not config.overwrite:
+        raise JobError(
+            f"output {config.output} already holds files; pass --overwrite to replace them"
+        )
+    return config.output
+
+
+def resolve_weights(config: Config, storage: Storage) -> weights.ResolvedWeights:
+    try:
+        return weights.resolve(config.weights, storage.download)
+    except weights.WeightsError as exc:
+        raise JobError(str(exc)) from exc
+
+
+# --- featurization -----------------------------------------------------------------------------
+def native_size(files: DataFrame) -> int:
+    """The images' own side length: the commonest larger side among the first files."""
+    sizes = Counter()
+    for row in files.select("content").limit(SIZE_PROBE_FILES).collect():
+        found = decode.image_size(row["content"] or b"")
+        if found:
+            sizes[max(found)] += 1
+    return sizes.most_common(1)[0][0] if sizes else 100
+
+
+def featurize(
+    spark: SparkSession,
+    config: Config,
+    resolved: weights.ResolvedWeights,
+    image_size: int | None,
+    require_label: bool,
+) -> tuple[DataFrame, FeaturizerSpec]:
+    """Read, name and featurize every file under --input; the result is cached for reuse."""
+    files = images.read_binary_files(spark, str(config.input))
+    root = images.qualified_root(spark, str(config.input))
+    named = images.with_names(files, root)
+    if config.pseudonymize:
+        named = named.withColumn("path", F.col("image_id"))
+    spark.sparkContext.addFile(str(resolved.local_path))
+    spec = FeaturizerSpec(
+        weights_file_name=resolved.local_path.name,
+        weights_sha256=resolved.sha256,
+        image_size=image_size or config.image_size or native_size(files),
+        batch_size=config.batch_size,
+        max_pixels=config.max_pixels,
+        threads=int(spark.conf.get("spark.task.cpus", "1") or 1),
+    )
+    return featurize_images(named, spec, require_label).persist(), spec
+
+
+def count_outcomes(featurized: DataFrame) -> dict[str, Any]:
+    by_reason = {
+        (row["reason"] or ""): int(row["count"])
+        for row in featurized.groupBy("reason").count().collect()
+    }
+    processed = by_reason.pop("", 0)
+    rejected = sum(by_reason.values())
+    return {
+        "listed": processed + rejected,
+        "processed": processed,
+        "rejected": rejected,
+        "rejected_by_reason": dict(sorted(by_reason.items())),
+    }
+
+
+def featurize_and_account(
+    spark: SparkSession,
+    config: Config,
+    report: RunReport,
+    resolved: weights.ResolvedWeights,
+    image_size: int | None = None,
+    require_label: bool = True,
+) -> Featurized:
+    with report.stage("featurize"):
+        featurized, spec = featurize(spark, config, resolved, image_size, require_label)
+        counts = count_outcomes(featurized)
+    elapsed = report.timings_s["featurize"]
+    report.sections["images"] = counts
+    report.sections["throughput_images_per_s"] = (
+        round(counts["listed"] / elapsed, 3) if elapsed else None
+    )
+    report.sections["model"] = {
+        "name": "VGG16",
+        "include_top": False,
+        "pooling": "avg",
+        "image_size": spec.image_size,
+        "feature_dim": weights.FEATURE_DIM,
+        **resolved.describe(),
+    }
+    if counts["listed"] != counts["processed"] + counts["rejected"]:
+        raise AssertionError(f"image accounting broken: {counts}")
+    log.info(
+        "featurized %d of %d images (%d rejected) at %s images/s",
+        counts["processed"],
+        counts["listed"],
+        counts["rejected"],
+        report.sections["throughput_images_per_s"],
+    )
+    return Featurized(processed_rows(featurized), rejected_rows(featurized), counts, spec, resolved)
+
+
+# --- classification ----------------------------------------------------------------------------
+def split_for_training(processed: DataFrame, config: Config) -> tuple[DataFrame, DataFrame] | None:
+    """Training/Test folders when both exist, else a seeded stratified hold-out if asked."""
+    splits = {row["split"] for row in processed.select("split").distinct().collect()}
+    if {"Training", "Test"} <= splits:
+        return (
+            processed.where(F.col("split") == "Training"),
+            processed.where(F.col("split") == "Test"),
+        )
+    if config.test_fraction:
+        order = Window.partitionBy("label").orderBy(F.rand(config.seed), F.col("image_id"))
+        ranked = processed.withColumn("_rank", F.percent_rank().over(order))
+        return (
+            ranked.where(F.col("_rank") >= config.test_fraction).drop("_rank"),
+            ranked.where(F.col("_rank") < config.test_fraction).drop("_rank"),
+        )
+    return None
+
+
+def class_balance(training: DataFrame) -> dict[str, Any]:
+    counts = {
+        row["label"]: int(row["count"]) for row in training.groupBy("label").count().collect()
+    }
+    smallest, largest = min(counts.values()), max(counts.values())
+    return {
+        "training_counts": dict(sorted(counts.items())),
+        "imbalance_ratio": round(largest / smallest, 3) if smallest else None,
+    }
+
+
+def train_and_save(
+    training: DataFrame,
+    k: int,
+    config: Config,
+    featurizer: dict[str, Any],
+    output: str,
+    storage: Storage,
+) -> tuple[Any, classify.ModelCard]:
+    """Fit, then save the model with the featurizer settings it will demand at predict time.
+
+    `featurizer` is the `model` section of the run that made the features (run.json).
+    """
+    model, chosen = classify.train(
+        training, k, config.classifier, config.cv_folds, config.class_weights, config.seed
+    )
+    balance = class_balance(training)
+    # Erasure needs to know whether a model saw an image; the digest fingerprints the set.
+    ids = F.concat_ws(",", F.sort_array(F.collect_list("image_id")))
+    ids_digest = training.select(F.sha2(ids, 256)).first()[0]
+    card = classify.ModelCard(
+        classes=classify.classes_of(model),
+        training_counts=balance["training_counts"],
+        weights=featurizer["weights"],
+        weights_sha256=featurizer["weights_sha256"],
+        image_size=int(featurizer["image_size"]),
+        pca_k=k,
+        classifier=config.classifier,
+        hyper_parameters=chosen,
+        fruitlens_version=fruitlens.__version__,
+        trained_on_image_ids_sha256=ids_digest,
+        cv_folds=config.cv_folds,
+        class_weights=config.class_weights,
+        extra={"imbalance_ratio": balance["imbalance_ratio"]},
+    )
+    classify.save(model, card, output, storage)
+    return model, card
+
+
+def evaluate_and_save(
+    model: Any,
+    card: classify.ModelCard,
+    test: DataFrame,
+    config: Config,
+    output: str,
+    storage: Storage,
+) -> dict[str, Any]:
+    scored = classify.score(model, test).persist()
+    scores = evaluate.metrics(scored, card.classes)
+    write.write_json(scores, paths.join(output, write.EVALUATION_JSON), storage)
+    if config.plots:
+        heatmap = plots.confusion_heatmap(
+            scores["confusion_matrix"], card.classes, scores["accuracy"]
+        )
+        write.write_png(heatmap, output, "confusion_matrix.png", storage)
+    write.write_parquet(
+        scored.drop("label_index", "prediction"), paths.join(output, write.PREDICTIONS)
+    )
+    scored.unpersist()
+    return scores
+
+
+# --- the main job --------------------------------------------------------------------------------
+def run_command(config: Config) -> dict[str, Any]:
+    storage = Storage(config)
+    require_input(config, storage)
+    output = require_output(config, storage)
+    resolved = resolve_weights(config, storage)
+    report = RunReport("run", config)
+    spark = session.start_session(config, "fruitlens-run")
+    result = featurize_and_account(spark, config, report, resolved)
+    counts = result.counts
+    with report.stage("write_features", counts["listed"]):
+        write.write_parquet(result.processed, paths.join(output, write.FEATURES))
+        write.write_parquet(result.rejected, paths.join(output, write.REJECTED))
+    if counts["processed"] < 2:
+        write.write_json(report.to_dict(), paths.join(output, write.RUN_JSON), storage)
+        raise JobError(
+            f"only {counts['processed']} of {counts['listed']} images could be processed; "
+            f"see {paths.join(output, write.REJECTED)}"
+        )
+    features = result.processed.persist()
+    with report.stage("pca", counts["processed"]):
+        reduction = reduce.fit_reduction(
+            features,
+            counts["processed"],
+            weights.FEATURE_DIM,
+            config.pca_k,
+            config.pca_variance,
+            config.pca_max_k,
+        )
+        projected = reduce.project(reduction, features).persist()
+        write.write_parquet(projected, paths.join(output, write.PCA))
+        write.write_csv(
+            reduce.pca_columns(projected, reduction.k),
+            paths.join(output, write.CLIENT_CSV),
+            storage,
+        )
+    report.sections["pca"] = {
+        "k": reduction.k,
+        "explained_variance": round(reduction.cumulative_variance, 6),
+        "explained_variance_per_component": [round(v, 6) for v in reduction.explained_variance],
+        "target_variance": None if config.pca_k else config.pca_variance,
+    }
+    report.sections["classifier"] = classify_if_possible(
+        features, reduction.k, config, output, storage, report
+    )
+    if config.plots:
+        with report.stage("plots"):
+            draw_pca_plots(projected, reduction, config, output, storage)
+    report.sections["outputs"] = {
+        name: paths.join(output, name)
+        for name in (write.FEATURES, write.PCA, write.REJECTED, write.CLIENT_CSV, write.PLOTS)
+    }
+    document = report.to_dict()
+    write.write_json(document, paths.join(output, write.RUN_JSON), storage)
+    return document
+
+
+def classify_if_possible(
+    features: DataFrame,
+    k: int,
+    config: Config,
+    result: Featurized,
+    output: str,
+    storage: Storage,
+    report: RunReport,
+) -> dict[str, Any]:
+    parts = split_for_training(features, config)
+    if parts is None:
+        return {"trained": False, "why": "no Training/Test folders and no --test-fraction"}
+    training, test = parts
+    with report.stage("train"):
+        model, card = train_and_save(training, k, config, report.sections["model"], output, storage)
+    with report.stage("evaluate"):
+        scores = evaluate_and_save(model, card, test, config, output, storage)
+    return {
+        "trained": True,
+        "name": config.classifier,
+        "accuracy": scores["accuracy"],
+        "macro_f1": scores["macro_f1"],
+        "top3_accuracy": scores["top3_accuracy"],
+        "test_images": scores["images"],
+        "hyper_parameters": card.hyper_parameters,
+        "imbalance_ratio": card.extra.get("imbalance_ratio"),
+        "model": output,
+    }
+
+
+def draw_pca_plots(
+    projected: DataFrame, reduction: reduce.Reduction, config: Config, output: str, storage: Storage
+) -> None:
+    target = None if config.pca_k else config.pca_variance
+    write.write_png(
+        plots.explained_variance(reduction.explained_variance, target),
+        output,
+        "explained_variance.png",
+        storage,
+    )
+    if reduction.k < 2:
+        return
+    from pyspark.ml.functions import vector_to_array
+
+    total = projected.count()
+    sample = (
+        projected
+        if total <= SCATTER_POINTS
+        else projected.sample(fraction=SCATTER_POINTS / total, seed=config.seed)
+    )
+    rows = sample.select(vector_to_array(F.col("pca")).alias("pc"), F.col("label")).collect()
+    import numpy as np
+
+    points = np.array([row["pc"][:2] for row in rows])
+    write.write_png(
+        plots.pca_scatter(points, [row["label"] for row in rows]),
+        output,
+        "pca_scatter.png",
+        storage,
+    )
+
+
+# --- train / evaluate / predict on their own ----------------------------------------------------
+def read_run(
+    spark: SparkSession, run_uri: str, storage: Storage
+) -> tuple[DataFrame, dict[str, Any]]:
+    """Features and run.json of an earlier `fruitlens run` (its --output folder)."""
+    run_json = paths.join(run_uri, write.RUN_JSON)
+    if not storage.exists(run_json):
+        raise JobError(f"{run_uri} holds no {write.RUN_JSON}: pass the --output folder of a run")
+    document = json.loads(storage.read_bytes(run_json))
+    features = spark.read.parquet(paths.join(run_uri, write.FEATURES))
+    return features, document
+
+
+def train_command(config: Config) -> dict[str, Any]:
+    storage = Storage(config)
+    if not config.features:
+        raise JobError("--features is required (the --output folder of a run)")
+    output = require_output(config, storage)
+    report = RunReport("train", config)
+    spark = session.start_session(config, "fruitlens-train")
+    features, source = read_run(spark, config.features, storage)
+    parts = split_for_training(features, config)
+    training = parts[0] if parts else features
+    rows = training.count()
+    if rows < 2:
+        raise JobError(f"{config.features} holds {rows} training images; at least 2 are needed")
+    with report.stage("choose_k", rows):
+        k = reduce.fit_reduction(
+            training, rows, weights.FEATURE_DIM, config.pca_k, config.pca_variance, config.pca_max_k
+        ).k
+    with report.stage("train", rows):
+        _, card = train_and_save(training, k, config, source["model"], output, storage)
+    report.sections["classifier"] = {
+        "name": config.classifier,
+        "pca_k": k,
+        "training_images": rows,
+        "hyper_parameters": card.hyper_parameters,
+        "classes": len(card.classes),
+    }
+    document = report.to_dict()
+    write.write_json(document, paths.join(output, "train.json"), storage)
+    return document
+
+
+def check_compatible(card: classify.ModelCard, weights_sha256: str, image_size: int) -> None:
+    """A model only understands features made with its own weights at its own size."""
+    if card.weights_sha256 != weights_sha256:
+        raise JobError(
+            f"model was trained on features from weights {card.weights} (SHA-256 "
+            f"{card.weights_sha256[:12]}...), these come from SHA-256 {weights_sha256[:12]}...; "
+            "featurize with the model's weights"
+        )
+    if card.image_size != image_size:
+        raise JobError(
+            f"model expects {card.image_size}px images, the features were made at {image_size}px"
+        )
+
+
+def load_model(config: Config, storage: Storage) -> tuple[Any, classify.ModelCard]:
+    if not config.model:
+        raise JobError("--model is required")
+    if not storage.exists(config.model):
+        raise JobError(f"model {config.model} does not exist")
+    return classify.load(config.model, storage)
+
+
+def evaluate_command(config: Config) -> dict[str, Any]:
+    storage = Storage(config)
+    if not config.features:
+        raise JobError("--features is required (the --output folder of a run)")
+    output = require_output(config, storage)
+    report = RunReport("evaluate", config)
+    spark = session.start_session(config, "fruitlens-evaluate")
+    model, card = load_model(config, storage)
+    features, source = read_run(spark, config.features, storage)
+    model_info = source.get("model", {})
+    check_compatible(
+        card, model_info.get("weights_sha256", ""), int(model_info.get("image_size", 0))
+    )
+    parts = split_for_training(features, config)
+    test = parts[1] if parts else features
+    with report.stage("evaluate"):
+        scores = evaluate_and_save(model, card, test, config, output, storage)
+    report.sections["classifier"] = {
+        key: scores[key] for key in ("accuracy", "macro_f1", "top3_accuracy", "images")
+    }
+    document = report.to_dict()
+    write.write_json(document, paths.join(output, write.RUN_JSON), storage)
+    return document
+
+
+def flat_predictions(scored: DataFrame) -> DataFrame:
+    """The client's CSV shape: top-3 as plain columns instead of an array of structs."""
+    columns = [F.col("image_id"), F.col("path"), F.col("predicted_label"), F.col("probability")]
+    for rank in range(classify.TOP_K):
+        item = F.element_at(F.col("top3"), rank + 1)
+        columns += [
+            item["label"].alias(f"top{rank + 1}_label"),
+            item["probability"].alias(f"top{rank + 1}_probability"),
+        ]
+    return scored.select(*columns)
+
+
+def predict_command(config: Config) -> dict[str, Any]:
+    storage = Storage(config)
+    require_input(config, storage)
+    output = require_output(config, storage)
+    model, card = load_model(config, storage)
+    if config.image_size is not None and config.image_size != card.image_size:
+        raise JobError(
+            f"model expects {card.image_size}px images, --image-size is {config.image_size}"
+        )
+    resolved = resolve_weights(config, storage)
+    check_compatible(card, resolved.sha256, card.image_size)
+    report = RunReport("predict", config)
+    spark = session.start_session(config, "fruitlens-predict")
+    result = featurize_and_account(
+        spark, config, report, resolved, card.image_size, require_label=False
+    )
+    with report.stage("predict", result.counts["processed"]):
+        scored = classify.score(model, result.processed, config.min_confidence).persist()
+        predictions = scored.select(
+            F.col("image_id"),
+            F.col("path"),
+            F.col("predicted_label"),
+            F.col("probability"),
+            F.col("top3"),
+        )
+        write.write_parquet(predictions, paths.join(output, write.PREDICTIONS))
+        write.write_csv(flat_predictions(scored), paths.join(output, "predictions.csv"), storage)
+        write.write_parquet(result.rejected, paths.join(output, write.REJECTED))
+    report.sections["classifier"] = {"model": config.model, "classes": len(card.classes)}
+    document = report.to_dict()
+    write.write_json(document, paths.join(output, write.RUN_JSON), storage)
+    return document

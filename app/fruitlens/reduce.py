@@ -1,0 +1,71 @@
+"""PCA with Spark ML: standardise, then keep k components (given, or enough for the variance)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.feature import PCA, StandardScaler
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+
+@dataclass(frozen=True)
+class Reduction:
+    model: PipelineModel
+    k: int
+    explained_variance: list[float]  # per kept component, as fractions of the total
+
+    @property
+    def cumulative_variance(self) -> float:
+        return float(sum(self.explained_variance))
+
+
+def pca_pipeline(k: int, input_col: str = "features", output_col: str = "pca") -> Pipeline:
+    # Spark's PCA does not centre the data it projects: the scaler does (and puts the
+    # 512 activations, whose scales differ by orders of magnitude, on an equal footing).
+    scaler = StandardScaler(inputCol=input_col, outputCol="scaled", withMean=True, withStd=True)
+    return Pipeline(stages=[scaler, PCA(k=k, inputCol="scaled", outputCol=output_col)])
+
+
+def choose_k(explained: np.ndarray, target: float) -> int:
+    """Smallest k whose cumulative explained variance reaches the target."""
+    cumulative = np.cumsum(explained)
+    reached = np.nonzero(cumulative >= target - 1e-12)[0]
+    return int(reached[0]) + 1 if reached.size else len(explained)
+
+
+def fit_reduction(
+    features: DataFrame, rows: int, dim: int, k: int | None, variance: float, max_k: int
+) -> Reduction:
+    ceiling = max(1, min(max_k, rows, dim))
+    if k is not None:
+        chosen = min(k, rows, dim)
+        model = pca_pipeline(chosen).fit(features)
+    else:
+        probe = pca_pipeline(ceiling).fit(features)
+        chosen = choose_k(np.asarray(probe.stages[-1].explainedVariance), variance)
+        model = probe if chosen == ceiling else pca_pipeline(chosen).fit(features)
+    explained = [float(v) for v in model.stages[-1].explainedVariance]
+    return Reduction(model=model, k=chosen, explained_variance=explained)
+
+
+def project(reduction: Reduction, features: DataFrame) -> DataFrame:
+    projected = reduction.model.transform(features)
+    return projected.select(
+        F.col("image_id"), F.col("path"), F.col("label"), F.col("split"), F.col("pca")
+    )
+
+
+def pca_columns(projected: DataFrame, k: int) -> DataFrame:
+    """One column per component (pc_1..pc_k): the shape of the client's resultats_pca.csv."""
+    components = vector_to_array(F.col("pca"))
+    return projected.select(
+        F.col("image_id"),
+        F.col("path"),
+        F.col("label"),
+        F.col("split"),
+        *[components[i].alias(f"pc_{i + 1}") for i in range(k)],
+    )

@@ -1,0 +1,141 @@
+"""run.json and the one-screen summary: what ran, on what, by whom, with which result."""
+
+from __future__ import annotations
+
+import getpass
+import importlib.metadata
+import logging
+import platform
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import fruitlens
+from fruitlens.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def _version(*distributions: str) -> str | None:
+    for name in distributions:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def versions() -> dict[str, str | None]:
+    import pyspark
+
+    return {
+        "fruitlens": fruitlens.__version__,
+        "spark": pyspark.__version__,
+        "tensorflow": _version("tensorflow-cpu", "tensorflow"),
+        "keras": _version("keras"),
+        "python": platform.python_version(),
+    }
+
+
+def caller_identity(config: Config) -> dict[str, Any]:
+    """Who ran the job: the AWS principal when the credential chain names one, and the OS user."""
+    identity: dict[str, Any] = {"os_user": getpass.getuser()}
+    if config.s3_endpoint:
+        return identity  # a local S3 server has no identity service worth asking
+    try:
+        import boto3
+
+        sts = boto3.client("sts", region_name=config.region)
+        answer = sts.get_caller_identity()
+        identity["aws_arn"] = answer.get("Arn")
+        identity["aws_account"] = answer.get("Account")
+    except Exception as exc:  # no credentials, no network: the OS user is still recorded
+        identity["aws_arn"] = None
+        identity["aws_identity_error"] = type(exc).__name__
+    return identity
+
+
+@dataclass
+class RunReport:
+    command: str
+    config: Config
+    started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    timings_s: dict[str, float] = field(default_factory=dict)
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str, images: int | None = None) -> Iterator[None]:
+        """Time a stage and log one progress line when it ends."""
+        log.info("stage %s: started", name)
+        start = time.perf_counter()
+        yield
+        elapsed = time.perf_counter() - start
+        self.timings_s[name] = round(elapsed, 3)
+        rate = f", {images / elapsed:.1f} images/s" if images and elapsed > 0 else ""
+        log.info("stage %s: done in %.1f s%s", name, elapsed, rate)
+
+    def to_dict(self) -> dict[str, Any]:
+        cfg = self.config
+        residency = {
+            "region": cfg.region,
+            "eu_region": cfg.allow_non_eu_region is None,
+            "non_eu_reason": cfg.allow_non_eu_region,
+            "custom_endpoint": cfg.s3_endpoint,
+            "sse": cfg.effective_sse,
+            "pseudonymized": cfg.pseudonymize,
+        }
+        return {
+            "command": self.command,
+            "started_at": self.started_at,
+            "finished_at": datetime.now(timezone.utc).isoformat(),
+            "input": cfg.input,
+            "output": cfg.output,
+            "audit": {**caller_identity(cfg), **residency},
+            "versions": versions(),
+            "timings_s": self.timings_s,
+            "config": cfg.public_dict(),
+            **self.sections,
+        }
+
+
+def summary(document: dict[str, Any]) -> str:
+    """The one screen a person reads at the end of a run."""
+    images = document.get("images", {})
+    lines = [
+        "",
+        f"fruitlens {document['command']} finished",
+        f"  images     listed {images.get('listed', 0)}, processed {images.get('processed', 0)}, "
+        f"rejected {images.get('rejected', 0)}",
+    ]
+    for reason, count in sorted(images.get("rejected_by_reason", {}).items()):
+        lines.append(f"             rejected as {reason}: {count}")
+    model = document.get("model", {})
+    if model:
+        kind = "ImageNet" if model.get("imagenet_features") else "NOT ImageNet (seeded init)"
+        lines.append(
+            f"  model      {model.get('name')} {model.get('image_size')}px, weights "
+            f"{model.get('weights')} ({kind})"
+        )
+    pca = document.get("pca", {})
+    if pca:
+        lines.append(
+            f"  pca        k={pca.get('k')}, explained variance {pca.get('explained_variance'):.3f}"
+        )
+    classifier = document.get("classifier", {})
+    if classifier.get("accuracy") is not None:
+        lines.append(
+            f"  classifier {classifier.get('name')}: accuracy {classifier['accuracy']:.3f}, "
+            f"macro-F1 {classifier.get('macro_f1', 0):.3f} "
+            f"on {classifier.get('test_images')} images"
+        )
+    if document.get("throughput_images_per_s"):
+        lines.append(
+            f"  throughput {document['throughput_images_per_s']:.1f} images/s (featurization)"
+        )
+    total = sum(document.get("timings_s", {}).values())
+    lines.append(f"  time       {total:.1f} s in stages")
+    lines.append(f"  outputs    {document.get('output')}")
+    return "\n".join(lines)

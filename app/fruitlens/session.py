@@ -1,0 +1,117 @@
+"""The SparkSession: local by default, whatever spark-submit says when launched by it.
+
+Under spark-submit (the Spark Operator, a cluster) the master, the jars and any spark.hadoop.*
+key already given win: this module only fills in what is missing, so a SparkApplication's
+sparkConf/hadoopConf are never silently overridden by a default of ours.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from fruitlens import jars, paths
+from fruitlens.config import Config
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+S3A_COMMITTER = {
+    # The magic committer writes straight to the destination as invisible multipart uploads
+    # and makes them visible only on job commit: no rename, no half-written dataset on S3.
+    "spark.hadoop.fs.s3a.committer.name": "magic",
+    "spark.hadoop.fs.s3a.committer.magic.enabled": "true",
+    "spark.sql.sources.commitProtocolClass": (
+        "org.apache.spark.internal.io.cloud.PathOutputCommitProtocol"
+    ),
+    "spark.sql.parquet.output.committer.class": (
+        "org.apache.spark.internal.io.cloud.BindingParquetOutputCommitter"
+    ),
+}
+
+S3A_FAILURE_BOUNDS = {
+    # A stopped S3 server must fail the job in minutes, not hang it: bounded retries, short
+    # connection timeouts (documented in the README's Operations section).
+    "spark.hadoop.fs.s3a.attempts.maximum": "3",
+    "spark.hadoop.fs.s3a.retry.limit": "3",
+    "spark.hadoop.fs.s3a.retry.interval": "500ms",
+    "spark.hadoop.fs.s3a.retry.throttle.limit": "10",
+    "spark.hadoop.fs.s3a.retry.throttle.interval": "500ms",
+    "spark.hadoop.fs.s3a.connection.establish.timeout": "5s",
+    "spark.hadoop.fs.s3a.connection.timeout": "30s",
+}
+
+TUNING = {
+    # A few large partitions beat many tiny ones for per-task model warm-up; Spark still
+    # splits into at least defaultParallelism partitions.
+    "spark.sql.files.openCostInBytes": str(1 << 20),
+    # An Arrow batch of 10k decoded images would be hundreds of MB; 256 keeps it bounded.
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "256",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.python.worker.reuse": "true",
+    "spark.ui.showConsoleProgress": "true",
+    "spark.sql.session.timeZone": "UTC",
+}
+
+
+def launched_by_spark_submit() -> bool:
+    # spark-submit runs the Python driver with a gateway to its own JVM already open.
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def s3a_settings(config: Config) -> dict[str, str]:
+    settings = {
+        "spark.hadoop.fs.s3a.endpoint.region": config.region,
+        **S3A_COMMITTER,
+        **S3A_FAILURE_BOUNDS,
+    }
+    if config.s3_endpoint:
+        settings["spark.hadoop.fs.s3a.endpoint"] = config.s3_endpoint
+        settings["spark.hadoop.fs.s3a.path.style.access"] = "true"
+        settings["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(
+            config.s3_endpoint.startswith("https")
+        ).lower()
+    sse = config.effective_sse
+    if sse == "kms":
+        settings["spark.hadoop.fs.s3a.encryption.algorithm"] = "SSE-KMS"
+        settings["spark.hadoop.fs.s3a.encryption.key"] = str(config.sse_kms_key)
+    elif sse == "s3":
+        settings["spark.hadoop.fs.s3a.encryption.algorithm"] = "AES256"  # = SSE-S3 in s3a
+    return settings
+
+
+def spark_settings(config: Config) -> dict[str, str]:
+    settings = {**TUNING, **s3a_settings(config)}
+    if not launched_by_spark_submit():
+        settings["spark.jars"] = ",".join(str(jar) for jar in jars.ensure_jars(config.jars_dir))
+        settings["spark.driver.memory"] = "4g"
+        settings["spark.local.dir"] = str(paths.cache_dir() / "spark-local")
+    for item in config.spark_conf:
+        key, _, value = item.partition("=")
+        settings[key.strip()] = value.strip()
+    return settings
+
+
+def start_session(config: Config, app_name: str = "fruitlens") -> SparkSession:
+    from pyspark import SparkConf
+    from pyspark.sql import SparkSession
+
+    if not launched_by_spark_submit():
+        # Workers must run the driver's interpreter (the venv), not whatever python3 is on PATH;
+        # pyspark reads only the environment variable for this, not spark.pyspark.python.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        # TensorFlow's start-up banners would bury Spark's progress bar; errors still show.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    existing = SparkConf()  # under spark-submit this already holds the submitted settings
+    builder = SparkSession.builder.appName(app_name)
+    master = config.master or (None if launched_by_spark_submit() else "local[*]")
+    if master:
+        builder = builder.master(master)
+    explicit = {item.partition("=")[0].strip() for item in config.spark_conf}
+    for key, value in spark_settings(config).items():
+        if key in explicit or not existing.contains(key):
+            builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark

@@ -1,0 +1,190 @@
+"""Direct object operations (small files, existence checks, deletes) on local folders or S3.
+
+Spark reads and writes the datasets; this module handles the few objects Spark should not:
+run.json, the client's CSV, plots, logs. Every S3 write carries the configured server-side
+encryption, so "encrypted at rest" holds for boto3 writes as it does for s3a's.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from fruitlens import paths
+from fruitlens.config import Config
+
+
+class StorageError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    key: str
+
+    @classmethod
+    def parse(cls, uri: str) -> S3Location:
+        parsed = urlparse(uri)
+        if not parsed.netloc:
+            raise StorageError(f"{uri!r} names no bucket")
+        return cls(parsed.netloc, parsed.path.lstrip("/"))
+
+    @property
+    def prefix(self) -> str:
+        return self.key.rstrip("/") + "/" if self.key else ""
+
+
+def local_path(uri: str) -> Path:
+    return Path(uri.removeprefix("file://").removeprefix("file:"))
+
+
+class Storage:
+    """One handle for both worlds; built from the Config so S3 settings are never re-derived."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    @cached_property
+    def s3(self) -> Any:
+        import boto3
+        from botocore.config import Config as BotoConfig
+
+        # Stores other than AWS reject the SDK's newer default checksums (REFERENCE.md).
+        os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+        os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
+        boto_config = BotoConfig(
+            region_name=self.config.region,
+            s3={"addressing_style": "path" if self.config.s3_endpoint else "auto"},
+            retries={"max_attempts": 5, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=60,
+        )
+        return boto3.client("s3", endpoint_url=self.config.s3_endpoint, config=boto_config)
+
+    def encryption_args(self) -> dict[str, str]:
+        sse = self.config.effective_sse
+        if sse == "kms":
+            return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": str(self.config.sse_kms_key)}
+        if sse == "s3":
+            return {"ServerSideEncryption": "AES256"}
+        return {}
+
+    # --- reading ------------------------------------------------------------------------
+    def exists(self, uri: str) -> bool:
+        if not paths.is_s3(uri):
+            return local_path(uri).exists()
+        location = S3Location.parse(uri)
+        if not location.key:
+            return self._bucket_exists(location.bucket)
+        return any(True for _ in self.list_keys(uri, limit=1)) or self._object_exists(location)
+
+    def has_children(self, uri: str) -> bool:
+        if not paths.is_s3(uri):
+            folder = local_path(uri)
+            return folder.is_dir() and any(folder.iterdir())
+        return any(True for _ in self.list_keys(uri, limit=1))
+
+    def _bucket_exists(self, bucket: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.s3.head_bucket(Bucket=bucket)
+        except ClientError:
+            return False
+        return True
+
+    def _object_exists(self, location: S3Location) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.s3.head_object(Bucket=location.bucket, Key=location.key)
+        except ClientError:
+            return False
+        return True
+
+    def list_keys(self, uri: str, limit: int | None = None) -> Iterator[str]:
+        """Keys (as s3a:// URIs) under a prefix; used for checks and deletes, never to read data."""
+        location = S3Location.parse(uri)
+        paginator = self.s3.get_paginator("list_objects_v2")
+        seen = 0
+        for page in paginator.paginate(Bucket=location.bucket, Prefix=location.prefix):
+            for item in page.get("Contents", []):
+                yield f"s3a://{location.bucket}/{item['Key']}"
+                seen += 1
+                if limit is not None and seen >= limit:
+                    return
+
+    def read_bytes(self, uri: str) -> bytes:
+        if not paths.is_s3(uri):
+            return local_path(uri).read_bytes()
+        location = S3Location.parse(uri)
+        return self.s3.get_object(Bucket=location.bucket, Key=location.key)["Body"].read()
+
+    def download(self, uri: str, destination: Path) -> Path:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if paths.is_s3(uri):
+            location = S3Location.parse(uri)
+            self.s3.download_file(location.bucket, location.key, str(destination))
+        else:
+            shutil.copyfile(local_path(uri), destination)
+        return destination
+
+    # --- writing ------------------------------------------------------------------------
+    def write_bytes(
+        self, uri: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> None:
+        if not paths.is_s3(uri):
+            target = local_path(uri)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.partial")
+            partial.write_bytes(data)
+            partial.replace(target)  # readers see the old file or the new one, never half of it
+            return
+        location = S3Location.parse(uri)
+        self.s3.put_object(
+            Bucket=location.bucket,
+            Key=location.key,
+            Body=data,
+            ContentType=content_type,
+            **self.encryption_args(),
+        )
+
+    def upload(
+        self, source: Path, uri: str, content_type: str = "application/octet-stream"
+    ) -> None:
+        """Stream a local file up (multipart for large ones) without loading it in memory."""
+        if not paths.is_s3(uri):
+            target = local_path(uri)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.partial")
+            shutil.copyfile(source, partial)
+            partial.replace(target)
+            return
+        location = S3Location.parse(uri)
+        extra = {"ContentType": content_type, **self.encryption_args()}
+        self.s3.upload_file(str(source), location.bucket, location.key, ExtraArgs=extra)
+
+    def delete_tree(self, uri: str) -> int:
+        if not paths.is_s3(uri):
+            target = local_path(uri)
+            if target.is_dir():
+                count = sum(1 for _ in target.rglob("*"))
+                shutil.rmtree(target)
+                return count
+            if target.exists():
+                target.unlink()
+                return 1
+            return 0
+        keys = list(self.list_keys(uri))
+        location = S3Location.parse(uri)
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": S3Location.parse(key).key} for key in keys[start : start + 1000]]
+            self.s3.delete_objects(Bucket=location.bucket, Delete={"Objects": batch, "Quiet": True})
+        return len(keys)
