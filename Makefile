@@ -17,8 +17,15 @@ DATA ?=
 WEIGHTS ?= imagenet
 OUT ?= $(CURDIR)/out/run
 PYTEST_ARGS ?=
+RUN_ARGS ?=
+# Tools the test suite needs beyond the venv; mk/*.mk fragments append their install targets.
+TEST_TOOLS :=
 
 .PHONY: help venv run test lint format bench clean
+
+# Fragments per concern (image, k8s, bench...); they may append to TEST_TOOLS, so they are read
+# before the test rule expands its prerequisites.
+-include mk/*.mk
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -39,7 +46,18 @@ format: venv ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix app tests bench
 	$(BIN)/ruff format app tests bench
 
+run: venv ## the main job: DATA=folder|s3a://... (default: fetch the pinned sample), WEIGHTS=, OUT=
+	@set -euo pipefail; \
+	data="$(DATA)"; \
+	if [ -z "$$data" ]; then data=$$($(BIN)/python -m fruitlens.sample); fi; \
+	$(BIN)/fruitlens run --input "$$data" --output "$(OUT)" --weights "$(WEIGHTS)" --overwrite $(RUN_ARGS)
+
+test: venv $(TEST_TOOLS) ## every test, installs included (what CI runs)
+	$(BIN)/ruff check app tests bench
+	$(BIN)/ruff format --check app tests bench
+	$(BIN)/fruitlens jars >/dev/null
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
 clean: ## remove the virtualenv and local outputs (caches outside the repo stay)
 	rm -rf $(VENV) out .pytest_cache
 
--include mk/*.mk

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real S3 server on loopback, the Fruits-360 slices, seeded weights, a CLI runner.
+"""Shared fixtures: a real S3 server on loopback, Fruits-360 slices, seeded weights, a CLI runner.
 
 Nothing here is a mock: the S3 server is moto's standalone HTTP server, spoken to by s3a (Java)
 and boto3 over TCP; Spark and TensorFlow are the real ones.
@@ -38,7 +38,9 @@ def fruits360() -> Path:
     return root
 
 
-def copy_slice(source: Path, target: Path, per_class: dict[str, int], classes: int | None = None) -> Path:
+def copy_slice(
+    source: Path, target: Path, per_class: dict[str, int], classes: int | None = None
+) -> Path:
     """Copy the first N images of each class of each split (sorted, so the slice is stable)."""
     for split, count in per_class.items():
         class_dirs = sorted(p for p in (source / split).iterdir() if p.is_dir())
@@ -67,7 +69,7 @@ class S3Server:
     endpoint: str
     process: subprocess.Popen[bytes]
 
-    def client(self):  # noqa: ANN201 - boto3 clients have no importable type
+    def client(self):
         import boto3
         from botocore.config import Config
 
@@ -161,7 +163,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 900)
     return CliResult(completed.returncode, completed.stdout, completed.stderr)
 
 
-def jpeg_bytes(colour: tuple[int, int, int] = (200, 30, 30), size: int = 64, **save: object) -> bytes:
+def jpeg_bytes(
+    colour: tuple[int, int, int] = (200, 30, 30), size: int = 64, **save: object
+) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()

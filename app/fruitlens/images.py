@@ -7,8 +7,14 @@ and are rejected with that reason later, never dropped.
 
 from __future__ import annotations
 
+import hashlib
+from urllib.parse import unquote, urlsplit
+
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+
+from fruitlens import decode
 
 SPLITS = ("Training", "Test")
 
@@ -45,4 +51,32 @@ def with_names(files: DataFrame, root: str) -> DataFrame:
         F.when((depth >= 3) & top.isin(*SPLITS), top).alias("split"),
         F.col("length"),
         F.col("content"),
+    )
+
+
+def hadoop_path_string(uri: str) -> str:
+    """file:///a%20b -> file:/a b: the form binaryFile writes in its path column."""
+    parts = urlsplit(uri)
+    path = unquote(parts.path)
+    return f"file:{path}" if parts.scheme == "file" else f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def unscanned_files(spark: SparkSession, files: DataFrame) -> DataFrame:
+    """Files Spark's index lists but its scan never returns (0-byte files), as rejections.
+
+    Spark's file scan silently skips empty files; the index (inputFiles) does not, so the
+    difference is what would otherwise vanish without a trace.
+    """
+    listed = [(hadoop_path_string(uri),) for uri in files.inputFiles()]
+    inventory = spark.createDataFrame(listed, StructType([StructField("path", StringType())]))
+    scanned = files.select(F.col("path"))
+    missing = inventory.join(scanned, on="path", how="left_anti")
+    return missing.select(
+        F.lit(hashlib.sha256(b"").hexdigest()).alias("image_id"),
+        F.col("path"),
+        F.lit(None).cast("string").alias("label"),
+        F.lit(None).cast("string").alias("split"),
+        F.lit(None).cast("array<float>").alias("features"),
+        F.lit(decode.EMPTY_FILE).alias("reason"),
+        F.lit("0-byte file: listed by Spark, skipped by its scan").alias("detail"),
     )

@@ -66,9 +66,10 @@ def require_input(config: Config, storage: Storage) -> str:
 def require_output(config: Config, storage: Storage) -> str:
     if not config.output:
         raise JobError("--output is required")
-    if storage.has_children(config.output) and not config.overwrite:
+    if storage.has_children(config.output) and not (config.overwrite or config.incremental):
         raise JobError(
-            f"output {config.output} already holds files; pass --overwrite to replace them"
+            f"output {config.output} already holds files; pass --overwrite to replace them "
+            "(or --incremental to reuse their features)"
         )
     return config.output
 
@@ -97,13 +98,16 @@ def featurize(
     resolved: weights.ResolvedWeights,
     image_size: int | None,
     require_label: bool,
+    stored: DataFrame | None = None,
 ) -> tuple[DataFrame, FeaturizerSpec]:
-    """Read, name and featurize every file under --input; the result is cached for reuse."""
+    """Read, name and featurize every file under --input; the result is cached for reuse.
+
+    `stored` (image_id, features) are features of an earlier run made with the same weights and
+    size: images whose content id is among them are not featurized again.
+    """
     files = images.read_binary_files(spark, str(config.input))
     root = images.qualified_root(spark, str(config.input))
     named = images.with_names(files, root)
-    if config.pseudonymize:
-        named = named.withColumn("path", F.col("image_id"))
     spark.sparkContext.addFile(str(resolved.local_path))
     spec = FeaturizerSpec(
         weights_file_name=resolved.local_path.name,
@@ -113,7 +117,80 @@ def featurize(
         max_pixels=config.max_pixels,
         threads=int(spark.conf.get("spark.task.cpus", "1") or 1),
     )
-    return featurize_images(named, spec, require_label).persist(), spec
+    if stored is None:
+        computed = featurize_images(named, spec, require_label)
+    else:
+        computed = reuse_stored_features(named, stored, spec, require_label)
+    every_file = computed.unionByName(
+        images.unscanned_files(spark, files), allowMissingColumns=True
+    )
+    if config.pseudonymize:
+        every_file = every_file.withColumn("path", F.col("image_id"))
+    return every_file.persist(), spec
+
+
+def reuse_stored_features(
+    named: DataFrame, stored: DataFrame, spec: FeaturizerSpec, require_label: bool
+) -> DataFrame:
+    """Stored features for known content ids, the network only for the new images."""
+    marked = named.join(
+        F.broadcast(stored.select(F.col("image_id"), F.lit(True).alias("stored"))),
+        on="image_id",
+        how="left",
+    )
+    reusable = F.col("stored").isNotNull()
+    if require_label:
+        reusable = reusable & F.col("label").isNotNull()
+    known = (
+        marked.where(reusable)
+        .select(F.col("image_id"), F.col("path"), F.col("label"), F.col("split"))
+        .join(F.broadcast(stored), on="image_id", how="inner")
+        .select(
+            F.col("image_id"),
+            F.col("path"),
+            F.col("label"),
+            F.col("split"),
+            F.col("features"),
+            F.lit(None).cast("string").alias("reason"),
+            F.lit(None).cast("string").alias("detail"),
+            F.lit(True).alias("reused"),
+        )
+    )
+    new = marked.where(~reusable).drop("stored")
+    return featurize_images(new, spec, require_label).unionByName(known, allowMissingColumns=True)
+
+
+def stored_features(
+    spark: SparkSession, config: Config, storage: Storage, resolved: weights.ResolvedWeights
+) -> tuple[DataFrame | None, int | None]:
+    """Features of the run already under --output, if --incremental and made the same way.
+
+    They are copied into Spark's own block storage first (localCheckpoint) because this run
+    overwrites the very files they come from.
+    """
+    run_json = paths.join(str(config.output), write.RUN_JSON)
+    if not (config.incremental and storage.exists(run_json)):
+        return None, None
+    previous = json.loads(storage.read_bytes(run_json))
+    made_with = previous.get("model", {})
+    size = made_with.get("image_size")
+    if made_with.get("weights_sha256") != resolved.sha256 or (
+        config.image_size is not None and config.image_size != size
+    ):
+        log.warning(
+            "--incremental: stored features were made with other weights or size; "
+            "featurizing everything again"
+        )
+        return None, None
+    from pyspark.ml.functions import vector_to_array
+
+    location = previous.get("outputs", {}).get(write.FEATURES)
+    if not location:
+        return None, None
+    stored = spark.read.parquet(location).select(
+        F.col("image_id"), vector_to_array(F.col("features"), "float32").alias("features")
+    )
+    return stored.dropDuplicates(["image_id"]).localCheckpoint(eager=True), int(size)
 
 
 def count_outcomes(featurized: DataFrame) -> dict[str, Any]:
@@ -138,10 +215,17 @@ def featurize_and_account(
     resolved: weights.ResolvedWeights,
     image_size: int | None = None,
     require_label: bool = True,
+    stored: DataFrame | None = None,
 ) -> Featurized:
     with report.stage("featurize"):
-        featurized, spec = featurize(spark, config, resolved, image_size, require_label)
+        featurized, spec = featurize(spark, config, resolved, image_size, require_label, stored)
         counts = count_outcomes(featurized)
+    if stored is not None:
+        reused = featurized.where(F.col("reused")).count()
+        report.sections["incremental"] = {
+            "reused_features": reused,
+            "featurized_now": counts["processed"] - reused,
+        }
     elapsed = report.timings_s["featurize"]
     report.sections["images"] = counts
     report.sections["throughput_images_per_s"] = (
@@ -266,7 +350,10 @@ def run_command(config: Config) -> dict[str, Any]:
     resolved = resolve_weights(config, storage)
     report = RunReport("run", config)
     spark = session.start_session(config, "fruitlens-run")
-    result = featurize_and_account(spark, config, report, resolved)
+    stored, stored_size = stored_features(spark, config, storage, resolved)
+    result = featurize_and_account(spark, config, report, resolved, stored_size, stored=stored)
+    if stored is not None:
+        report.sections["incremental"] = {"stored_features": stored.count()}
     counts = result.counts
     with report.stage("write_features", counts["listed"]):
         write.write_parquet(result.processed, paths.join(output, write.FEATURES))
@@ -306,10 +393,15 @@ def run_command(config: Config) -> dict[str, Any]:
     if config.plots:
         with report.stage("plots"):
             draw_pca_plots(projected, reduction, config, output, storage)
-    report.sections["outputs"] = {
-        name: paths.join(output, name)
-        for name in (write.FEATURES, write.PCA, write.REJECTED, write.CLIENT_CSV, write.PLOTS)
-    }
+    produced = [write.FEATURES, write.PCA, write.REJECTED, write.CLIENT_CSV, write.PLOTS]
+    if report.sections["classifier"].get("trained"):
+        produced += [
+            write.PREDICTIONS,
+            classify.MODEL_DIR,
+            classify.MODEL_JSON,
+            write.EVALUATION_JSON,
+        ]
+    report.sections["outputs"] = {name: paths.join(output, name) for name in produced}
     document = report.to_dict()
     write.write_json(document, paths.join(output, write.RUN_JSON), storage)
     return document
@@ -319,7 +411,6 @@ def classify_if_possible(
     features: DataFrame,
     k: int,
     config: Config,
-    result: Featurized,
     output: str,
     storage: Storage,
     report: RunReport,
@@ -386,8 +477,9 @@ def read_run(
     if not storage.exists(run_json):
         raise JobError(f"{run_uri} holds no {write.RUN_JSON}: pass the --output folder of a run")
     document = json.loads(storage.read_bytes(run_json))
-    features = spark.read.parquet(paths.join(run_uri, write.FEATURES))
-    return features, document
+    # run.json names the current version of each dataset (erasure swaps versions through it).
+    location = document.get("outputs", {}).get(write.FEATURES, paths.join(run_uri, write.FEATURES))
+    return spark.read.parquet(location), document
 
 
 def train_command(config: Config) -> dict[str, Any]:
