@@ -1,0 +1,103 @@
+"""The kustomize tree: it builds, base/ is what the chart renders, and each overlay deploys the
+same job as the chart with the matching values file (one definition, two ways to apply it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from deploy.harness import (
+    K8S,
+    OVERLAYS,
+    ROLE_ANNOTATION,
+    ROOT,
+    VARIANTS,
+    one,
+    render_chart,
+    render_kustomize,
+    run,
+    tool,
+)
+
+
+def test_base_is_generated_from_the_chart() -> None:
+    proc = run(
+        [".venv/bin/python", "scripts/k8s-render-base.py", "--check", "--helm", tool("helm")],
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("variant", sorted(OVERLAYS))
+def test_kustomize_builds(variant: str) -> None:
+    objects = render_kustomize(variant)
+    assert all(
+        o["metadata"].get("namespace") == "fruitlens" for o in objects if o["kind"] != "Namespace"
+    )
+    namespace = one(objects, "Namespace", "fruitlens")
+    # The API server itself refuses pods that break the restricted Pod Security Standard.
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object without what legitimately differs between Helm and kustomize (labels)."""
+    obj = yaml.safe_load(yaml.safe_dump(obj))
+    obj["metadata"].pop("labels", None)
+    if obj["kind"] == "ConfigMap":
+        obj["data"] = {k: yaml.safe_load(v) for k, v in obj["data"].items()}
+    if obj["kind"] == "SparkApplication":
+        # YAML spells 1000m or "1000m", 0444 or 292: compare values, not spelling.
+        obj["spec"] = yaml.safe_load(yaml.safe_dump(obj["spec"]))
+    return obj
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_overlay_matches_chart_values(variant: str) -> None:
+    chart = {(o["kind"], o["metadata"]["name"]): o for o in render_chart(variant)}
+    kustomized = {(o["kind"], o["metadata"]["name"]): o for o in render_kustomize(variant)}
+    for key, obj in chart.items():
+        assert key in kustomized, f"{key} missing from k8s/{OVERLAYS[variant].relative_to(K8S)}"
+        assert _comparable(kustomized[key]) == _comparable(obj), key
+    extra = {k for k in kustomized if k not in chart} - {("Namespace", "fruitlens")}
+    if variant == "kind":
+        assert {k for k, _ in extra} == {"ConfigMap", "Deployment", "Service", "NetworkPolicy"}
+    else:
+        assert extra == set()
+
+
+def test_kind_overlay_serves_s3_in_cluster() -> None:
+    objects = render_kustomize("kind")
+    app = one(objects, "SparkApplication")
+    service = one(objects, "Service", "s3")
+    endpoint = app["spec"]["hadoopConf"]["fs.s3a.endpoint"]
+    port = service["spec"]["ports"][0]["port"]
+    assert endpoint == f"http://{service['metadata']['name']}.fruitlens.svc.cluster.local:{port}"
+    assert app["spec"]["image"] == "fruitlens:0.1.0"
+    assert app["spec"]["imagePullPolicy"] == "Never"
+    deployment = one(objects, "Deployment", "s3")
+    assert (
+        deployment["spec"]["selector"]["matchLabels"].items() <= service["spec"]["selector"].items()
+    )
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    for container in pod["containers"] + pod["initContainers"]:
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # The network policy admits the job's pods, whose labels the SparkApplication sets.
+    policy = one(objects, "NetworkPolicy", "s3-server")
+    allowed = policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+    for role in ("driver", "executor"):
+        assert allowed.items() <= app["spec"][role]["labels"].items()
+
+
+def test_eks_overlay_identity_and_encryption() -> None:
+    objects = render_kustomize("eks")
+    app = one(objects, "SparkApplication")
+    account = app["spec"]["driver"]["serviceAccount"]
+    assert app["spec"]["executor"]["serviceAccount"] == account
+    sa = one(objects, "ServiceAccount", account)
+    assert sa["metadata"]["annotations"][ROLE_ANNOTATION].endswith(":role/fruitlens-job")
+    assert app["spec"]["hadoopConf"]["fs.s3a.encryption.algorithm"] == "SSE-KMS"
+    assert "--pseudonymize" in app["spec"]["arguments"]
+    assert app["spec"]["hadoopConf"]["fs.s3a.endpoint.region"] == "eu-west-3"
