@@ -103,3 +103,14 @@ def test_bad_region_stops_the_cli_with_one_line(tmp_path):
     assert result.code == 2
     assert result.stderr.strip().count("\n") == 0
     assert "outside the EU" in result.stderr
+
+
+def test_plain_http_to_a_cluster_store_needs_a_recorded_reason():
+    cfg = build(s3_endpoint="http://s3.fruitlens.svc:5000", allow_plain_http="kind test cluster")
+    assert cfg.public_dict()["allow_plain_http"] == "kind test cluster"
+
+
+def test_unsigned_requests_only_go_to_a_custom_endpoint():
+    with pytest.raises(config.ConfigError, match="never"):
+        build(s3_anonymous=True)
+    assert build(s3_anonymous=True, s3_endpoint="http://127.0.0.1:9").s3_anonymous

@@ -9,7 +9,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from fruitlens import __version__, config
+from fruitlens import __version__, config, redact, submit
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -33,11 +33,31 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "fruitlens predict --model s3a://fruits/models/v1 --input s3a://fruits/new "
         "--output s3a://fruits/predictions/today",
     ),
+    config.SANITIZE: (
+        "copy images with every metadata block (EXIF, GPS, XMP, ICC, comments) removed, "
+        "pixels unchanged, and report what was removed",
+        "fruitlens sanitize --input s3a://fruits/incoming --output s3a://fruits/raw",
+    ),
+    config.ERASE: (
+        "erase every derived row of given images from a run's outputs (right to erasure)",
+        "fruitlens erase --output s3a://fruits/runs/r1 --image-id 9f86d08... --delete-source",
+    ),
+    config.RETENTION: (
+        "set the S3 lifecycle rule (expiry after N days) on the project's prefixes",
+        "fruitlens retention --bucket fruits --days 30 --prefix runs/",
+    ),
     config.JARS: (
         "download hadoop-aws, its AWS SDK and spark-hadoop-cloud matching pyspark (checksummed)",
         "fruitlens jars --jars-dir /opt/spark/jars",
     ),
 }
+
+
+SUBMIT = "submit"
+SUBMIT_SUMMARY = (
+    "create the SparkApplication (from the chart or a manifest), follow it to COMPLETED or "
+    "FAILED, stream the driver log"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         config.add_arguments(sub, name)
+    submit_parser = commands.add_parser(
+        SUBMIT,
+        help=SUBMIT_SUMMARY,
+        description=SUBMIT_SUMMARY,
+        epilog="Example:\n  fruitlens submit -f helm/fruitlens/values-eks.yaml -n fruitlens",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    submit.add_submit_arguments(submit_parser)
     return parser
 
 
@@ -85,19 +113,39 @@ def _jars(cfg: config.Config) -> int:
     return 0
 
 
+def _gdpr(module: str, name: str) -> Callable[[config.Config], int]:
+    """A data-protection command: it prints its own JSON report on stdout."""
+
+    def handler(cfg: config.Config) -> int:
+        import importlib
+        import json
+
+        document = getattr(importlib.import_module(f"fruitlens.{module}"), name)(cfg)
+        print(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, default=str))
+        return 0
+
+    return handler
+
+
 HANDLERS: dict[str, Callable[[config.Config], int]] = {
     config.RUN: _job("run_command"),
     config.TRAIN: _job("train_command"),
     config.EVALUATE: _job("evaluate_command"),
     config.PREDICT: _job("predict_command"),
+    config.SANITIZE: _gdpr("sanitize", "sanitize_command"),
+    config.ERASE: _gdpr("erase", "erase_command"),
+    config.RETENTION: _gdpr("retention", "retention_command"),
     config.JARS: _jars,
 }
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
-    from fruitlens import classify, jars, job, storage, weights
+    from fruitlens import classify, erase, jars, job, retention, sanitize, storage, weights
 
     return (
+        sanitize.SanitizeError,
+        erase.EraseError,
+        retention.RetentionError,
         config.ConfigError,
         job.JobError,
         weights.WeightsError,
@@ -116,16 +164,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("py4j").setLevel(logging.WARNING)  # one INFO line per gateway call
+    redact.install()  # no credential, token or presigned URL ever reaches a log line
+    if args.command == SUBMIT:
+        # Its flags describe a Kubernetes submission, not the job: they are not Config settings.
+        return submit.run_submit(args)
     flags: dict[str, Any] = vars(args)
     try:
         cfg = config.build_config(args.command, flags)
         return HANDLERS[args.command](cfg)
     except _expected_errors() as exc:
-        print(f"fruitlens {args.command}: error: {exc}", file=sys.stderr)
+        print(redact.redact(f"fruitlens {args.command}: error: {exc}"), file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # Spark/S3 failures: one readable line, the trace in the log
         logging.getLogger("fruitlens").debug("failure", exc_info=True)
-        print(f"fruitlens {args.command}: failed: {describe_failure(exc)}", file=sys.stderr)
+        message = f"fruitlens {args.command}: failed: {describe_failure(exc)}"
+        print(redact.redact(message), file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -216,6 +216,18 @@ class Config:
         "Example: --s3-endpoint http://127.0.0.1:9000",
         S3_COMMANDS,
     )
+    allow_plain_http: str | None = setting(
+        None,
+        "Reason for plain http to a non-loopback --s3-endpoint (an in-cluster test server); "
+        "recorded in run.json. Example: --allow-plain-http 'kind cluster, in-cluster traffic'",
+        S3_COMMANDS,
+    )
+    s3_anonymous: bool = setting(
+        False,
+        "Send unsigned S3 requests (test servers that check no signature, such as the kind "
+        "overlay's moto); only with --s3-endpoint, never to AWS. Example: --s3-anonymous",
+        S3_COMMANDS,
+    )
     sse: str | None = setting(
         None,
         "Server-side encryption of every written object: 'kms', 's3' or 'none'; default kms "
@@ -234,6 +246,43 @@ class Config:
         "Replace every path in the outputs by the image's content id (labels stay). "
         "Example: --pseudonymize",
         S3_COMMANDS,
+    )
+    # --- erasure and retention --------------------------------------------------------------
+    image_id: list[str] = setting(
+        [],
+        "Content id (SHA-256 of the image bytes, as in the outputs' image_id) of an image whose "
+        "derived rows must be erased; repeatable. Example: --image-id 9f86d08...",
+        (ERASE,),
+        repeat=True,
+    )
+    path: list[str] = setting(
+        [],
+        "Source path or URI of an image whose derived rows must be erased; repeatable. "
+        "Example: --path 's3a://fruits/raw/Training/Apple Braeburn/r_12_100.jpg'",
+        (ERASE,),
+        repeat=True,
+    )
+    delete_source: bool = setting(
+        False,
+        "Also delete the erased images' source objects. Example: --delete-source",
+        (ERASE,),
+    )
+    bucket: str | None = setting(
+        None,
+        "Bucket whose lifecycle rules are set. Example: --bucket fruits",
+        (RETENTION,),
+    )
+    days: int | None = setting(
+        None,
+        "Objects under the prefixes expire this many days after creation. Example: --days 30",
+        (RETENTION,),
+    )
+    prefix: list[str] = setting(
+        ["runs/"],
+        "Key prefix the retention rule covers; repeatable; default runs/. "
+        "Example: --prefix runs/ --prefix raw/",
+        (RETENTION,),
+        repeat=True,
     )
 
     # --- derived views ----------------------------------------------------------------------
@@ -254,8 +303,12 @@ class Config:
                 f"region {self.region!r} is outside the EU; personal data must stay in "
                 f"{', '.join(sorted(EU_REGIONS))}, or pass --allow-non-eu-region REASON"
             )
-        if self.s3_endpoint:
+        if self.s3_endpoint and not self.allow_plain_http:
             check_endpoint_in_transit(self.s3_endpoint)
+        if self.s3_anonymous and not self.s3_endpoint:
+            raise ConfigError(
+                "--s3-anonymous needs --s3-endpoint: AWS never gets unsigned requests"
+            )
         if self.effective_sse == "kms" and not self.sse_kms_key:
             raise ConfigError("--sse kms needs --sse-kms-key ARN")
         if not 0 < self.pca_variance <= 1:

@@ -316,6 +316,10 @@ def train_and_save(
         extra={"imbalance_ratio": balance["imbalance_ratio"]},
     )
     classify.save(model, card, output, storage)
+    # The exact set, beside model/: `fruitlens erase` tells from it whether to retrain.
+    write.write_parquet(
+        training.select("image_id").distinct(), paths.join(output, "training_image_ids")
+    )
     return model, card
 
 
@@ -352,8 +356,6 @@ def run_command(config: Config) -> dict[str, Any]:
     spark = session.start_session(config, "fruitlens-run")
     stored, stored_size = stored_features(spark, config, storage, resolved)
     result = featurize_and_account(spark, config, report, resolved, stored_size, stored=stored)
-    if stored is not None:
-        report.sections["incremental"] = {"stored_features": stored.count()}
     counts = result.counts
     with report.stage("write_features", counts["listed"]):
         write.write_parquet(result.processed, paths.join(output, write.FEATURES))

@@ -84,6 +84,7 @@ class RunReport:
             "eu_region": cfg.allow_non_eu_region is None,
             "non_eu_reason": cfg.allow_non_eu_region,
             "custom_endpoint": cfg.s3_endpoint,
+            "plain_http_reason": cfg.allow_plain_http,
             "sse": cfg.effective_sse,
             "pseudonymized": cfg.pseudonymize,
         }

@@ -72,6 +72,10 @@ def s3a_settings(config: Config) -> dict[str, str]:
         settings["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(
             config.s3_endpoint.startswith("https")
         ).lower()
+    if config.s3_anonymous:
+        settings["spark.hadoop.fs.s3a.aws.credentials.provider"] = (
+            "org.apache.hadoop.fs.s3a.AnonymousAWSCredentialsProvider"
+        )
     sse = config.effective_sse
     if sse == "kms":
         settings["spark.hadoop.fs.s3a.encryption.algorithm"] = "SSE-KMS"

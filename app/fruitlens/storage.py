@@ -54,12 +54,15 @@ class Storage:
     @cached_property
     def s3(self) -> Any:
         import boto3
+        from botocore import UNSIGNED
         from botocore.config import Config as BotoConfig
 
         # Stores other than AWS reject the SDK's newer default checksums (REFERENCE.md).
         os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
         os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
+        unsigned = {"signature_version": UNSIGNED} if self.config.s3_anonymous else {}
         boto_config = BotoConfig(
+            **unsigned,
             region_name=self.config.region,
             s3={"addressing_style": "path" if self.config.s3_endpoint else "auto"},
             retries={"max_attempts": 5, "mode": "standard"},
