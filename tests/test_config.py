@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
-from conftest import run_cli
+from conftest import REPO, run_cli
 from fruitlens import cli, config
 
 
@@ -114,3 +115,10 @@ def test_unsigned_requests_only_go_to_a_custom_endpoint():
     with pytest.raises(config.ConfigError, match="never"):
         build(s3_anonymous=True)
     assert build(s3_anonymous=True, s3_endpoint="http://127.0.0.1:9").s3_anonymous
+
+
+def test_readme_documents_every_setting():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for item in dataclasses.fields(config.Config):
+        assert f"`{config.flag_name(item.name)}`" in readme, item.name
+        assert f"`{config.env_name(item.name)}`" in readme, item.name

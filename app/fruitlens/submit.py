@@ -111,7 +111,8 @@ def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--helm",
         metavar="PATH",
-        help="helm binary [env FRUITLENS_HELM; default: PATH, then the make k8s-tools cache]",
+        help="helm binary [env FRUITLENS_HELM; default: PATH, then the make k8s-tools cache]. "
+        "Example: --helm /usr/local/bin/helm",
     )
     target = parser.add_argument_group("cluster")
     target.add_argument(
@@ -121,19 +122,26 @@ def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"Namespace of the application; default: the manifest's, else {DEFAULT_NAMESPACE}. "
         "Example: -n fruitlens",
     )
-    target.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig [env KUBECONFIG]")
-    target.add_argument("--context", help="kubeconfig context to use")
+    target.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="kubeconfig [env KUBECONFIG]. Example: --kubeconfig ~/.kube/config",
+    )
+    target.add_argument(
+        "--context", help="kubeconfig context to use. Example: --context kind-fruitlens"
+    )
     behaviour = parser.add_argument_group("behaviour")
     behaviour.add_argument(
         "--dry-run",
         action="store_true",
-        help="Print the SparkApplication YAML and exit without contacting the cluster",
+        help="Print the SparkApplication YAML and exit without contacting the cluster. "
+        "Example: --dry-run",
     )
     behaviour.add_argument(
         "--replace",
         action="store_true",
         help="Delete an existing application of the same name first (a finished one blocks "
-        "re-submission until its timeToLiveSeconds expires)",
+        "re-submission until its timeToLiveSeconds expires). Example: --replace",
     )
     behaviour.add_argument(
         "--timeout",
@@ -154,13 +162,13 @@ def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-logs",
         dest="logs",
         action="store_false",
-        help="Do not stream the driver's log",
+        help="Do not stream the driver's log. Example: --no-logs",
     )
     behaviour.add_argument(
         "--no-wait",
         dest="wait",
         action="store_false",
-        help="Return once the application is created",
+        help="Return once the application is created. Example: --no-wait",
     )
 
 
