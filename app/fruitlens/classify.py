@@ -170,14 +170,19 @@ def save(model: PipelineModel, card: ModelCard, output: str, storage: Storage) -
     storage.write_bytes(paths.join(output, MODEL_JSON), card.to_json().encode(), "application/json")
 
 
-def load(model_uri: str, storage: Storage) -> tuple[PipelineModel, ModelCard]:
+def load_card(model_uri: str, storage: Storage) -> ModelCard:
+    """model.json alone: enough to check compatibility before any Spark work."""
     card_uri = paths.join(model_uri, MODEL_JSON)
     if not storage.exists(card_uri):
         raise ModelError(f"{model_uri} holds no {MODEL_JSON}: not a fruitlens model")
     try:
-        card = ModelCard(**json.loads(storage.read_bytes(card_uri)))
+        return ModelCard(**json.loads(storage.read_bytes(card_uri)))
     except (ValueError, TypeError) as exc:
         raise ModelError(f"{card_uri} is corrupt: {exc}") from exc
+
+
+def load(model_uri: str, storage: Storage) -> tuple[PipelineModel, ModelCard]:
+    card = load_card(model_uri, storage)
     try:
         model = PipelineModel.load(paths.join(model_uri, MODEL_DIR))
     except Exception as exc:  # Spark raises Py4J/IllegalArgument/AnalysisException alike

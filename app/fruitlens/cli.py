@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
 import logging
 import sys
 import textwrap
@@ -93,13 +95,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _job(name: str) -> Callable[[config.Config], int]:
-    """A command that runs a Spark job and ends with the one-screen summary."""
+def _summary(document: dict[str, Any]) -> str:
+    from fruitlens import report
+
+    return report.summary(document)
+
+
+def _json(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _command(
+    module: str, name: str, render: Callable[[dict[str, Any]], str]
+) -> Callable[[config.Config], int]:
+    """Run `fruitlens.<module>.<name>(cfg)` (imported late: Spark and TF load slowly) and print
+    its document: jobs end with the one-screen summary, GDPR commands with their JSON report."""
 
     def handler(cfg: config.Config) -> int:
-        from fruitlens import job, report
-
-        print(report.summary(getattr(job, name)(cfg)))
+        print(render(getattr(importlib.import_module(f"fruitlens.{module}"), name)(cfg)))
         return 0
 
     return handler
@@ -113,28 +126,14 @@ def _jars(cfg: config.Config) -> int:
     return 0
 
 
-def _gdpr(module: str, name: str) -> Callable[[config.Config], int]:
-    """A data-protection command: it prints its own JSON report on stdout."""
-
-    def handler(cfg: config.Config) -> int:
-        import importlib
-        import json
-
-        document = getattr(importlib.import_module(f"fruitlens.{module}"), name)(cfg)
-        print(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, default=str))
-        return 0
-
-    return handler
-
-
 HANDLERS: dict[str, Callable[[config.Config], int]] = {
-    config.RUN: _job("run_command"),
-    config.TRAIN: _job("train_command"),
-    config.EVALUATE: _job("evaluate_command"),
-    config.PREDICT: _job("predict_command"),
-    config.SANITIZE: _gdpr("sanitize", "sanitize_command"),
-    config.ERASE: _gdpr("erase", "erase_command"),
-    config.RETENTION: _gdpr("retention", "retention_command"),
+    config.RUN: _command("job", "run_command", _summary),
+    config.TRAIN: _command("job", "train_command", _summary),
+    config.EVALUATE: _command("job", "evaluate_command", _summary),
+    config.PREDICT: _command("job", "predict_command", _summary),
+    config.SANITIZE: _command("sanitize", "sanitize_command", _json),
+    config.ERASE: _command("erase", "erase_command", _json),
+    config.RETENTION: _command("retention", "retention_command", _json),
     config.JARS: _jars,
 }
 

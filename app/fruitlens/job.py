@@ -471,17 +471,18 @@ def draw_pca_plots(
 
 
 # --- train / evaluate / predict on their own ----------------------------------------------------
-def read_run(
-    spark: SparkSession, run_uri: str, storage: Storage
-) -> tuple[DataFrame, dict[str, Any]]:
-    """Features and run.json of an earlier `fruitlens run` (its --output folder)."""
+def read_run_document(run_uri: str, storage: Storage) -> dict[str, Any]:
+    """run.json of an earlier `fruitlens run` (its --output folder); checked before Spark starts."""
     run_json = paths.join(run_uri, write.RUN_JSON)
     if not storage.exists(run_json):
         raise JobError(f"{run_uri} holds no {write.RUN_JSON}: pass the --output folder of a run")
-    document = json.loads(storage.read_bytes(run_json))
+    return json.loads(storage.read_bytes(run_json))
+
+
+def read_features(spark: SparkSession, run_uri: str, document: dict[str, Any]) -> DataFrame:
     # run.json names the current version of each dataset (erasure swaps versions through it).
-    location = document.get("outputs", {}).get(write.FEATURES, paths.join(run_uri, write.FEATURES))
-    return spark.read.parquet(location), document
+    default = paths.join(run_uri, write.FEATURES)
+    return spark.read.parquet(document.get("outputs", {}).get(write.FEATURES, default))
 
 
 def train_command(config: Config) -> dict[str, Any]:
@@ -489,9 +490,10 @@ def train_command(config: Config) -> dict[str, Any]:
     if not config.features:
         raise JobError("--features is required (the --output folder of a run)")
     output = require_output(config, storage)
+    source = read_run_document(config.features, storage)
     report = RunReport("train", config)
     spark = session.start_session(config, "fruitlens-train")
-    features, source = read_run(spark, config.features, storage)
+    features = read_features(spark, config.features, source)
     parts = split_for_training(features, config)
     training = parts[0] if parts else features
     rows = training.count()
@@ -529,12 +531,12 @@ def check_compatible(card: classify.ModelCard, weights_sha256: str, image_size: 
         )
 
 
-def load_model(config: Config, storage: Storage) -> tuple[Any, classify.ModelCard]:
+def require_model(config: Config, storage: Storage) -> str:
     if not config.model:
         raise JobError("--model is required")
     if not storage.exists(config.model):
         raise JobError(f"model {config.model} does not exist")
-    return classify.load(config.model, storage)
+    return config.model
 
 
 def evaluate_command(config: Config) -> dict[str, Any]:
@@ -542,10 +544,12 @@ def evaluate_command(config: Config) -> dict[str, Any]:
     if not config.features:
         raise JobError("--features is required (the --output folder of a run)")
     output = require_output(config, storage)
+    source = read_run_document(config.features, storage)
+    require_model(config, storage)
     report = RunReport("evaluate", config)
     spark = session.start_session(config, "fruitlens-evaluate")
-    model, card = load_model(config, storage)
-    features, source = read_run(spark, config.features, storage)
+    model, card = classify.load(str(config.model), storage)
+    features = read_features(spark, config.features, source)
     model_info = source.get("model", {})
     check_compatible(
         card, model_info.get("weights_sha256", ""), int(model_info.get("image_size", 0))
@@ -578,7 +582,7 @@ def predict_command(config: Config) -> dict[str, Any]:
     storage = Storage(config)
     require_input(config, storage)
     output = require_output(config, storage)
-    model, card = load_model(config, storage)
+    card = classify.load_card(require_model(config, storage), storage)
     if config.image_size is not None and config.image_size != card.image_size:
         raise JobError(
             f"model expects {card.image_size}px images, --image-size is {config.image_size}"
@@ -586,7 +590,9 @@ def predict_command(config: Config) -> dict[str, Any]:
     resolved = resolve_weights(config, storage)
     check_compatible(card, resolved.sha256, card.image_size)
     report = RunReport("predict", config)
+    # The model is read through s3a, so only once the session has the jars and settings.
     spark = session.start_session(config, "fruitlens-predict")
+    model, _ = classify.load(str(config.model), storage)
     result = featurize_and_account(
         spark, config, report, resolved, card.image_size, require_label=False
     )
