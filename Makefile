@@ -18,6 +18,7 @@ WEIGHTS ?= imagenet
 OUT ?= $(CURDIR)/out/run
 PYTEST_ARGS ?=
 RUN_ARGS ?=
+LINT_PATHS := app tests tools $(wildcard bench)
 # Tools the test suite needs beyond the venv; mk/*.mk fragments append their install targets.
 TEST_TOOLS :=
 
@@ -39,12 +40,12 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 lint: venv ## ruff lint and format check
-	$(BIN)/ruff check app tests bench
-	$(BIN)/ruff format --check app tests bench
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 format: venv ## apply ruff's formatting and safe fixes
-	$(BIN)/ruff check --fix app tests bench
-	$(BIN)/ruff format app tests bench
+	$(BIN)/ruff check --fix $(LINT_PATHS)
+	$(BIN)/ruff format $(LINT_PATHS)
 
 run: venv ## the main job: DATA=folder|s3a://... (default: fetch the pinned sample), WEIGHTS=, OUT=
 	@set -euo pipefail; \
@@ -53,8 +54,8 @@ run: venv ## the main job: DATA=folder|s3a://... (default: fetch the pinned samp
 	$(BIN)/fruitlens run --input "$$data" --output "$(OUT)" --weights "$(WEIGHTS)" --overwrite $(RUN_ARGS)
 
 test: venv $(TEST_TOOLS) ## every test, installs included (what CI runs)
-	$(BIN)/ruff check app tests bench
-	$(BIN)/ruff format --check app tests bench
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/fruitlens jars >/dev/null
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -178,35 +178,19 @@ def test_predict_round_trip_through_s3(
 def test_predict_refuses_features_from_other_weights(
     s3_server: S3Server, bucket: str, s3_model: str, tmp_path: Path
 ):
-    result = run_cli(
-        "predict",
-        "--model",
-        s3_model,
-        "--input",
-        f"s3a://{bucket}/incoming",
-        "--output",
-        str(tmp_path / "p"),
-        "--weights",
-        "seeded:1",
-        env={"FRUITLENS_S3_ENDPOINT": s3_server.endpoint},
-    )
-    assert result.code == 2 and "SHA-256" in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("fruitlens predict: error:")
-    result = run_cli(
-        "predict",
-        "--model",
-        s3_model,
-        "--input",
-        f"s3a://{bucket}/incoming",
-        "--output",
-        str(tmp_path / "p"),
-        "--weights",
-        "seeded:0",
-        "--image-size",
-        "64",
-        env={"FRUITLENS_S3_ENDPOINT": s3_server.endpoint},
-    )
-    assert result.code == 2 and "100px" in result.stderr
+    def predict(*flags: str):
+        return run_cli(
+            "predict", "--model", s3_model, "--input", f"s3a://{bucket}/incoming",
+            "--output", str(tmp_path / "p"), *flags,
+            env={"FRUITLENS_S3_ENDPOINT": s3_server.endpoint},
+        )  # fmt: skip
+
+    other_weights = predict("--weights", "seeded:1")
+    assert other_weights.code == 2 and "SHA-256" in other_weights.stderr
+    last_line = other_weights.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("fruitlens predict: error:")
+    other_size = predict("--weights", "seeded:0", "--image-size", "64")
+    assert other_size.code == 2 and "100px" in other_size.stderr
 
 
 def test_missing_and_corrupt_models_are_one_line_errors(features_run: Path, tmp_path: Path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -43,6 +43,14 @@ class S3Location:
 
 def local_path(uri: str) -> Path:
     return Path(uri.removeprefix("file://").removeprefix("file:"))
+
+
+def _replace_local(target: Path, write: Callable[[Path], object]) -> None:
+    """Write beside the target, then rename: readers see the old file or the new, never half."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    write(partial)
+    partial.replace(target)
 
 
 class Storage:
@@ -124,6 +132,26 @@ class Storage:
                 if limit is not None and seen >= limit:
                     return
 
+    def list_children(self, uri: str) -> list[str]:
+        """Names directly under a folder/prefix (files and sub-folders), sorted.
+
+        Used by the output commit (write.OutputCommit) to find versions a failed run left.
+        """
+        if not paths.is_s3(uri):
+            folder = local_path(uri)
+            return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        location = S3Location.parse(uri)
+        paginator = self.s3.get_paginator("list_objects_v2")
+        names: set[str] = set()
+        for page in paginator.paginate(
+            Bucket=location.bucket, Prefix=location.prefix, Delimiter="/"
+        ):
+            for common in page.get("CommonPrefixes", []):
+                names.add(common["Prefix"][len(location.prefix) :].rstrip("/"))
+            for item in page.get("Contents", []):
+                names.add(item["Key"][len(location.prefix) :])
+        return sorted(name for name in names if name)
+
     def read_bytes(self, uri: str) -> bytes:
         if not paths.is_s3(uri):
             return local_path(uri).read_bytes()
@@ -144,11 +172,7 @@ class Storage:
         self, uri: str, data: bytes, content_type: str = "application/octet-stream"
     ) -> None:
         if not paths.is_s3(uri):
-            target = local_path(uri)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.partial")
-            partial.write_bytes(data)
-            partial.replace(target)  # readers see the old file or the new one, never half of it
+            _replace_local(local_path(uri), lambda partial: partial.write_bytes(data))
             return
         location = S3Location.parse(uri)
         self.s3.put_object(
@@ -164,11 +188,7 @@ class Storage:
     ) -> None:
         """Stream a local file up (multipart for large ones) without loading it in memory."""
         if not paths.is_s3(uri):
-            target = local_path(uri)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.partial")
-            shutil.copyfile(source, partial)
-            partial.replace(target)
+            _replace_local(local_path(uri), lambda partial: shutil.copyfile(source, partial))
             return
         location = S3Location.parse(uri)
         extra = {"ContentType": content_type, **self.encryption_args()}
@@ -191,3 +211,19 @@ class Storage:
             batch = [{"Key": S3Location.parse(key).key} for key in keys[start : start + 1000]]
             self.s3.delete_objects(Bucket=location.bucket, Delete={"Objects": batch, "Quiet": True})
         return len(keys)
+
+    def abort_multipart_uploads(self, uri: str) -> int:
+        """Abort unfinished multipart uploads under a prefix (what a killed s3a writer leaves:
+        the magic committer's pending uploads are invisible, but they are stored and billed)."""
+        if not paths.is_s3(uri):
+            return 0
+        location = S3Location.parse(uri)
+        paginator = self.s3.get_paginator("list_multipart_uploads")
+        aborted = 0
+        for page in paginator.paginate(Bucket=location.bucket, Prefix=location.prefix):
+            for upload in page.get("Uploads", []):
+                self.s3.abort_multipart_upload(
+                    Bucket=location.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+                aborted += 1
+        return aborted
