@@ -126,7 +126,12 @@ def featurize_batch(
 def featurizer_udf(spec: FeaturizerSpec) -> Callable[..., Column]:
     @F.pandas_udf(FEATURIZED)  # type: ignore[call-overload]
     def featurize(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
-        forward = worker_model(spec)
+        # The model is looked up (and on a worker's first use, built) only when a batch has
+        # decodable images: tasks with nothing new to featurize (--incremental re-runs, empty
+        # or all-rejected partitions) then never import TensorFlow nor build VGG16.
+        def forward(batch: np.ndarray) -> np.ndarray:
+            return worker_model(spec)(batch)
+
         for contents, has_label in batches:
             yield featurize_batch(contents, has_label, spec, forward)
 

@@ -1,0 +1,97 @@
+"""Where featurization time goes inside Spark: reading, decode + Arrow, and the model.
+
+Runs three Spark jobs over the same images, in one session with warm Python workers:
+  read:    binaryFile listing + bytes + SHA-256 ids (JVM only, no Python)
+  decode:  the featurizer UDF with the network replaced by zeros (read + Arrow both ways +
+           decode + building the output rows)
+  model:   the real featurizer, twice: cold (workers build VGG16) and warm
+The model's own share is warm - decode. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def timed(action: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--input", required=True)
+    parser.add_argument("--weights", default="seeded:0")
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--image-size", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args()
+
+    from pyspark.sql import functions as F
+
+    from fruitlens import featurize, images, session, weights
+    from fruitlens.config import Config
+
+    config = Config(input=args.input, master=args.master, weights=args.weights)
+    resolved = weights.resolve(args.weights, None)
+    spark = session.start_session(config, "fruitlens-profile")
+    files = images.read_binary_files(spark, args.input)
+    named = images.with_names(files, images.qualified_root(spark, args.input))
+    spark.sparkContext.addFile(str(resolved.local_path))
+    spec = featurize.FeaturizerSpec(
+        weights_file_name=resolved.local_path.name,
+        weights_sha256=resolved.sha256,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        max_pixels=25_000_000,
+        threads=int(spark.conf.get("spark.task.cpus", "1") or 1),
+    )
+    partitions = named.rdd.getNumPartitions()
+    listed = named.count()
+
+    @F.pandas_udf(featurize.FEATURIZED)  # type: ignore[call-overload]
+    def no_model(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
+        def zeros(batch: np.ndarray) -> np.ndarray:
+            return np.zeros((len(batch), 512), dtype=np.float32)
+
+        for contents, has_label in batches:
+            yield featurize.featurize_batch(contents, has_label, spec, zeros)
+
+    def read() -> None:
+        named.agg(F.max("image_id"), F.sum(F.length("content"))).collect()
+
+    def decode_only() -> None:
+        out = named.select(no_model(F.col("content"), F.lit(True)).alias("out"))
+        out.where(F.col("out.reason").isNull()).count()
+
+    def model() -> None:
+        out = featurize.featurize_images(named, spec)
+        out.where(F.col("reason").isNull()).count()
+
+    # Warm up: the JVM's file path, and the Python workers' start and imports (not the model).
+    read()
+    decode_only()
+    result = {
+        "images": listed,
+        "partitions": partitions,
+        "read_s": timed(read),
+        "decode_arrow_s": timed(decode_only),
+        "model_cold_s": timed(model),
+        "model_warm_s": timed(model),
+    }
+    result["model_only_s"] = result["model_warm_s"] - result["decode_arrow_s"]
+    result["warm_images_per_s"] = listed / result["model_warm_s"]
+    spark.stop()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,552 @@
+"""`make bench`: fruitlens against bare Keras, naive Spark and the compute roofline, side by side.
+
+One invocation measures everything on the same machine within minutes of each other, so the
+ratios hold even when the absolute numbers move with the machine's load (recorded throughout).
+Steps, in order (each one's failure is recorded and the others still run):
+
+  inputs      a fixed, evenly spread slice of the shared Fruits-360 subset (--base images),
+              and 4x / 8x versions of it made of re-encoded copies with new content ids
+  roofline    VGG16 multiply-adds per image x 2 / TensorFlow's measured float32 matmul FLOP/s
+  keras       bare Keras loop on the 1x slice, best of a few batch sizes
+  naive       naive Spark (224 px, model built inside the UDF, model.predict) on --naive images
+  profile     read / decode + Arrow / model time inside Spark on --profile-images images
+  fruitlens   `fruitlens run --no-plots` at 1x (local[2]), then --incremental on the same
+              output, then 1x on local[1], then 4x and 8x; peak RSS of each run's process tree
+
+Writes bench/results/<UTC timestamp>.json and bench/results/latest.json (see bench/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path[:0] = [str(BENCH), str(REPO / "app")]
+
+import dataset  # noqa: E402  (bench/ is a folder of scripts, not a package)
+import proctree  # noqa: E402
+
+# The targets issue 6 sets (value, comparison, limit); a miss is reported, never hidden.
+TARGETS = {
+    "fruitlens_vs_keras": (">=", 0.95),
+    "fruitlens_vs_naive": (">=", 5.0),
+    "fruitlens_vs_roofline": (">=", 0.95),
+    "speedup_local2_vs_local1": (">=", 1.8),
+    "peak_rss_growth_8x": ("<=", 0.15),
+    "incremental_rerun_fraction": ("<=", 0.10),
+}
+
+
+def log(message: str) -> None:
+    stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
+    print(f"[bench {stamp}] {message}", file=sys.stderr, flush=True)
+
+
+def load() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # The bench's scripts import fruitlens from the working tree, installed or not.
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO / "app"), str(BENCH), *filter(None, [env.get("PYTHONPATH")])]
+    )
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def run_json_script(command: list[str], timeout: float) -> dict[str, Any]:
+    """Run a bench script that prints one JSON object as its last stdout line."""
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, env=child_env(), check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"exit {done.returncode}: {done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def fruitlens_run(
+    input_dir: Path, output: Path, weights: str, master: str, timeout: float, *extra: str
+) -> dict[str, Any]:
+    """`fruitlens run --no-plots`, wall-timed, with the peak RSS of its whole process tree."""
+    command = [
+        sys.executable,
+        "-m",
+        "fruitlens",
+        "run",
+        "--input",
+        str(input_dir),
+        "--output",
+        str(output),
+        "--weights",
+        weights,
+        "--master",
+        master,
+        "--no-plots",
+        *extra,
+    ]
+    cores = master.removeprefix("local[").removesuffix("]")
+    log_file = output.parent / f"{output.name}-local{cores}-{int(time.time())}.log"
+    load_before = load()
+    start = time.perf_counter()
+    with log_file.open("w") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=child_env())
+        sampler = proctree.TreeSampler(process.pid).start()
+        try:
+            returncode = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            sampler.stop()
+    wall = time.perf_counter() - start
+    if returncode != 0:
+        tail = log_file.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"fruitlens run exited {returncode}: {tail}")
+    manifest = json.loads((output / "run.json").read_text())
+    images = manifest["images"]["listed"]
+    timings = manifest.get("timings_s", {})
+    featurize_s = timings.get("featurize")
+    return {
+        "command": " ".join(command[1:]),
+        "images": images,
+        "wall_s": round(wall, 2),
+        "images_per_s": round(images / wall, 3),
+        "featurize_s": featurize_s,
+        "featurize_images_per_s": round(images / featurize_s, 3) if featurize_s else None,
+        "stage_timings_s": timings,
+        "manifest_images": manifest["images"],
+        "manifest_incremental": manifest.get("incremental"),
+        "load_before": load_before,
+        "load_after": load(),
+        **sampler.summary(),
+    }
+
+
+def environment() -> dict[str, Any]:
+    def version(module: str) -> str | None:
+        try:
+            from importlib.metadata import version as installed
+
+            return installed(module)
+        except Exception:
+            return None
+
+    cpu_model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        java = subprocess.run(
+            ["java", "-version"], capture_output=True, text=True, timeout=30, check=False
+        ).stderr.splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        java = None
+    try:
+        revision = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "-C", str(REPO), "status", "--porcelain", "app"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            ).stdout.strip()
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        revision, dirty = None, False
+    memory_mb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_mb = int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return {
+        "cpu_model": cpu_model,
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)),
+        "memory_mb": memory_mb,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "java": java,
+        "versions": {
+            name: version(name)
+            for name in (
+                "tensorflow-cpu",
+                "tensorflow",
+                "keras",
+                "pyspark",
+                "numpy",
+                "pandas",
+                "pyarrow",
+                "pillow",
+            )
+        },
+        "git_revision": revision,
+        "app_has_uncommitted_changes": dirty,
+    }
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return round(numerator / denominator, 3)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.started = time.perf_counter()
+        self.stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        self.results: dict[str, Any] = {
+            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "settings": {
+                "base_images": args.base,
+                "scales": args.scales,
+                "naive_images": args.naive,
+                "profile_images": args.profile_images,
+                "weights": args.weights,
+                "image_size": args.image_size,
+                "master": "local[2]",
+                "dataset": "the shared Fruits-360 subset (FRUITLENS_DATASET), evenly spread "
+                f"slice of {args.base} images; 4x/8x are re-encoded copies with new ids",
+            },
+            "environment": environment(),
+            "load_average_start": load(),
+            "steps": {},
+            "errors": {},
+            "notes": [],
+        }
+
+    def step(self, name: str, action: Callable[[], Any]) -> Any:
+        """Run one step; record its result or its error, its duration and the load around it."""
+        log(f"{name}: start (load {load()})")
+        start = time.perf_counter()
+        try:
+            result = action()
+        except Exception as exc:  # one failed step must not lose the others' numbers
+            result = None
+            self.results["errors"][name] = f"{type(exc).__name__}: {exc}"[:3000]
+            log(f"{name}: FAILED {self.results['errors'][name][:300]}")
+        seconds = round(time.perf_counter() - start, 1)
+        self.results["steps"][name] = {"seconds": seconds, "load_after": load(), "result": result}
+        log(f"{name}: {seconds} s")
+        self.save()
+        return result
+
+    def save(self) -> None:
+        self.results["elapsed_s"] = round(time.perf_counter() - self.started, 1)
+        self.results.update(self.summary())
+        out = self.args.results
+        out.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.results, indent=2, sort_keys=False) + "\n"
+        (out / f"{self.stamp}.json").write_text(text)
+        (out / "latest.json").write_text(text)
+
+    def result(self, name: str) -> dict[str, Any] | None:
+        return self.results["steps"].get(name, {}).get("result")
+
+    def summary(self) -> dict[str, Any]:
+        first = self.result("fruitlens_1x") or {}
+        single = self.result("fruitlens_1x_local1") or {}
+        rerun = self.result("fruitlens_1x_incremental") or {}
+        largest = self.result(f"fruitlens_{max(self.args.scales)}x") or {}
+        keras = (self.result("keras") or {}).get("images_per_s")
+        naive = (self.result("naive") or {}).get("images_per_s")
+        roofs = [
+            (self.result(name) or {}).get("roofline_images_per_s")
+            for name in ("roofline", "roofline_again")
+        ]
+        roof = max(filter(None, roofs), default=None)
+        featurize = first.get("featurize_images_per_s")
+        rss = {
+            f"{scale}x": (self.result(f"fruitlens_{scale}x") or {}).get("peak_rss_mb")
+            for scale in self.args.scales
+        }
+        growth = None
+        if rss.get("1x") and rss.get(f"{max(self.args.scales)}x"):
+            growth = round(rss[f"{max(self.args.scales)}x"] / rss["1x"] - 1.0, 3)
+        incremental = None
+        if rerun.get("wall_s") and first.get("wall_s") and rerun.get("incremental_flag"):
+            incremental = round(rerun["wall_s"] / first["wall_s"], 3)
+        values = {
+            "fruitlens_images_per_s": first.get("images_per_s"),
+            "fruitlens_featurize_images_per_s": featurize,
+            "keras_images_per_s": keras,
+            "naive_images_per_s": naive,
+            "roofline_images_per_s": roof,
+            "speedup_local2_vs_local1": ratio(featurize, single.get("featurize_images_per_s")),
+            "speedup_local2_vs_local1_warm": ratio(
+                (self.result("profile") or {}).get("warm_images_per_s"),
+                (self.result("profile_local1") or {}).get("warm_images_per_s"),
+            ),
+            "speedup_local2_vs_local1_end_to_end": ratio(
+                first.get("images_per_s"), single.get("images_per_s")
+            ),
+            "peak_rss_mb": rss,
+            "peak_rss_growth_8x": growth,
+            "incremental_rerun_fraction": incremental,
+            "incremental_featurize_fraction": rerun.get("featurize_fraction")
+            if rerun.get("incremental_flag")
+            else None,
+        }
+        ratios = {
+            "fruitlens_vs_keras": ratio(featurize, keras),
+            "fruitlens_vs_naive": ratio(featurize, naive),
+            "fruitlens_vs_roofline": ratio(featurize, roof),
+            "keras_vs_roofline": ratio(keras, roof),
+            "fruitlens_end_to_end_vs_keras": ratio(first.get("images_per_s"), keras),
+            # The largest scale amortises the fixed costs (JVM, worker start, model builds).
+            "fruitlens_largest_scale_vs_keras": ratio(largest.get("featurize_images_per_s"), keras),
+        }
+        measured = {**values, **ratios}
+        checks = {name: (measured[name], *rule) for name, rule in TARGETS.items()}
+        targets = {
+            name: {
+                "value": value,
+                "target": f"{sign} {limit}",
+                "met": None
+                if value is None
+                else (value >= limit if sign == ">=" else value <= limit),
+            }
+            for name, (value, sign, limit) in checks.items()
+        }
+        return {**values, "ratios": ratios, "targets": targets}
+
+
+def incremental_supported() -> bool:
+    help_text = subprocess.run(
+        [sys.executable, "-m", "fruitlens", "run", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=child_env(),
+        check=False,
+    ).stdout
+    return "--incremental" in help_text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--base", type=int, default=1500, help="images in the 1x slice")
+    parser.add_argument(
+        "--scales", type=lambda text: [int(x) for x in text.split(",")], default=[1, 4, 8]
+    )
+    parser.add_argument("--naive", type=int, default=64, help="images for naive Spark")
+    parser.add_argument("--profile-images", type=int, default=256, help="0 skips the profile")
+    parser.add_argument("--weights", default="seeded:0")
+    parser.add_argument("--image-size", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=2, help="cores for Keras and matmul")
+    parser.add_argument("--results", type=Path, default=BENCH / "results")
+    parser.add_argument("--timeout", type=float, default=1800, help="per step, seconds")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--skip", default="", help="comma-separated step names to skip")
+    args = parser.parse_args()
+    if 1 not in args.scales:
+        parser.error("--scales must include 1")
+
+    from fruitlens import paths, weights
+
+    source = paths.shared_dataset()
+    if not (source / "Training").is_dir():
+        sys.exit(f"dataset not found at {source}; set FRUITLENS_DATASET")
+    weights_file = weights.resolve(args.weights, None).local_path
+    work = Path(tempfile.mkdtemp(prefix="fruitlens-bench-"))
+    bench = Bench(args, work)
+    skip = set(filter(None, args.skip.split(",")))
+    log(f"work folder {work}; results in {args.results}")
+    try:
+        run_steps(bench, args, source, weights_file, skip)
+    finally:
+        bench.results["load_average_end"] = load()
+        bench.results["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        bench.save()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    log(f"done in {bench.results['elapsed_s']} s -> {args.results / 'latest.json'}")
+    print(json.dumps({key: bench.results[key] for key in bench.summary()}, indent=2))
+
+
+def run_steps(
+    bench: Bench, args: argparse.Namespace, source: Path, weights_file: Path, skip: set[str]
+) -> None:
+    work, timeout = bench.work, args.timeout
+    slices: dict[int, Path] = {}
+
+    def make_inputs() -> dict[str, Any]:
+        slices[1] = work / "x1"
+        dataset.copy_slice(source, slices[1], args.base)
+        made = {"1x": args.base}
+        for scale in args.scales:
+            if scale != 1:
+                slices[scale] = work / f"x{scale}"
+                made[f"{scale}x"] = dataset.scaled_copy(slices[1], slices[scale], scale)
+        dataset.copy_slice(source, work / "naive", args.naive)
+        if args.profile_images:
+            dataset.copy_slice(source, work / "profile", args.profile_images)
+        return {"images": made}
+
+    bench.step("inputs", make_inputs)
+    script = [sys.executable]
+    if "roofline" not in skip:
+        bench.step(
+            "roofline",
+            lambda: run_json_script(
+                [
+                    *script,
+                    str(BENCH / "roofline.py"),
+                    "--threads",
+                    str(args.threads),
+                    "--image-size",
+                    str(args.image_size),
+                ],
+                timeout,
+            ),
+        )
+    if "keras" not in skip:
+        bench.step(
+            "keras",
+            lambda: run_json_script(
+                [
+                    *script,
+                    str(BENCH / "keras_loop.py"),
+                    "--images",
+                    str(slices[1]),
+                    "--weights",
+                    str(weights_file),
+                    "--threads",
+                    str(args.threads),
+                    "--image-size",
+                    str(args.image_size),
+                ],
+                timeout,
+            ),
+        )
+    if "naive" not in skip:
+        bench.step(
+            "naive",
+            lambda: run_json_script(
+                [
+                    *script,
+                    str(BENCH / "naive_spark.py"),
+                    "--input",
+                    str(work / "naive"),
+                    "--weights",
+                    str(weights_file),
+                ],
+                timeout,
+            ),
+        )
+    if args.profile_images and "profile" not in skip:
+        # At local[2] and local[1], back to back: the warm throughputs give a steady-state
+        # speed-up free of the runs' fixed costs (JVM start, worker start, model builds).
+        for name, master in (("profile", "local[2]"), ("profile_local1", "local[1]")):
+            bench.step(
+                name,
+                lambda master=master: run_json_script(
+                    [
+                        *script,
+                        str(BENCH / "profile_featurize.py"),
+                        "--input",
+                        str(work / "profile"),
+                        "--weights",
+                        args.weights,
+                        "--image-size",
+                        str(args.image_size),
+                        "--master",
+                        master,
+                    ],
+                    timeout,
+                ),
+            )
+    outputs = work / "outputs"
+    outputs.mkdir()
+    first_output = outputs / "x1"
+    first = (
+        bench.step(
+            "fruitlens_1x",
+            lambda: fruitlens_run(slices[1], first_output, args.weights, "local[2]", timeout),
+        )
+        or {}
+    )
+
+    def rerun() -> dict[str, Any]:
+        supported = incremental_supported()
+        # --incremental may write over its own output; without it, only --overwrite may.
+        extra = ["--incremental"] if supported else ["--overwrite"]
+        result = fruitlens_run(slices[1], first_output, args.weights, "local[2]", timeout, *extra)
+        result["incremental_flag"] = supported
+        if first.get("featurize_s") and result.get("featurize_s"):
+            result["featurize_fraction"] = round(result["featurize_s"] / first["featurize_s"], 3)
+        if not supported:
+            bench.results["notes"].append(
+                "fruitlens run has no --incremental yet: the re-run is a plain --overwrite run "
+                "and incremental_rerun_fraction is null"
+            )
+        return result
+
+    if "incremental" not in skip:
+        bench.step("fruitlens_1x_incremental", rerun)
+    if "local1" not in skip:
+        bench.step(
+            "fruitlens_1x_local1",
+            lambda: fruitlens_run(
+                slices[1], outputs / "x1-local1", args.weights, "local[1]", timeout
+            ),
+        )
+    for scale in args.scales:
+        if scale != 1 and "scales" not in skip:
+            bench.step(
+                f"fruitlens_{scale}x",
+                lambda scale=scale: fruitlens_run(
+                    slices[scale], outputs / f"x{scale}", args.weights, "local[2]", timeout
+                ),
+            )
+    if "roofline" not in skip:
+        # Measured again at the end: the roofline is the best the hardware did, so a
+        # neighbour's burst during the first measurement does not lower it.
+        bench.step(
+            "roofline_again",
+            lambda: run_json_script(
+                [
+                    *script,
+                    str(BENCH / "roofline.py"),
+                    "--threads",
+                    str(args.threads),
+                    "--image-size",
+                    str(args.image_size),
+                ],
+                timeout,
+            ),
+        )
+
+
+if __name__ == "__main__":
+    main()
