@@ -11,15 +11,26 @@ HELM_RELEASE ?= fruitlens
 HELM_VALUES ?= helm/fruitlens/values-eks.yaml
 SPARK_OPERATOR_VERSION ?= 2.5.2
 KIND_E2E_TIMEOUT ?= 1800
+# checkov pins its own dependencies tightly (they conflict with the project's), so it lives in
+# a venv of its own in the cache; the tests find it through FRUITLENS_CHECKOV.
+CHECKOV_VERSION ?= 3.3.30
+CHECKOV_VENV := $(FRUITLENS_CACHE)/tools/checkov-$(CHECKOV_VERSION)
+export FRUITLENS_CHECKOV := $(CHECKOV_VENV)/bin/checkov
 # `make test` runs tests/test_deploy_*.py, which need these tools (a no-op once they are cached).
-TEST_TOOLS += k8s-tools
+TEST_TOOLS += k8s-tools checkov
 
-.PHONY: k8s-tools k8s-check k8s-base kind-up kind-load kind-e2e kind-down helm-install
+.PHONY: checkov k8s-tools k8s-check k8s-base kind-up kind-load kind-e2e kind-down helm-install
 
 k8s-tools: ## build helm, kustomize, kubectl, etcd, kube-apiserver into the cache (once)
 	@scripts/k8s-tools.sh all
 
-k8s-check: venv k8s-tools ## lint and validate the chart, kustomize overlays and policies
+checkov: $(FRUITLENS_CHECKOV) ## install checkov (manifest security scanner) into the cache
+
+$(FRUITLENS_CHECKOV):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+
+k8s-check: venv k8s-tools checkov ## lint and validate the chart, kustomize overlays and policies
 	$(BIN)/pytest tests/test_deploy_*.py $(PYTEST_ARGS)
 
 k8s-base: k8s-tools ## regenerate k8s/base from the Helm chart
