@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -31,12 +33,13 @@ from fruitlens import (
 from fruitlens.config import Config
 from fruitlens.featurize import FeaturizerSpec, featurize_images, processed_rows, rejected_rows
 from fruitlens.report import RunReport
-from fruitlens.storage import Storage
+from fruitlens.storage import Storage, local_path
 
 log = logging.getLogger(__name__)
 
 SCATTER_POINTS = 5000
 SIZE_PROBE_FILES = 32
+TRAINING_IDS = "training_image_ids"
 
 
 class JobError(RuntimeError):
@@ -60,13 +63,48 @@ def require_input(config: Config, storage: Storage) -> str:
         raise JobError(f"input {config.input} does not exist")
     if not storage.has_children(config.input):
         raise JobError(f"input {config.input} is empty or is not a folder/prefix of images")
+    if not paths.is_s3(config.input):
+        loop = symlink_loop(Path(local_path(config.input)))
+        if loop:
+            raise JobError(
+                f"input {config.input} holds a symbolic link loop: {loop[0]} -> {loop[1]}; "
+                "Spark's listing would follow it dozens of times (one image, many rows): "
+                "remove the link"
+            )
     return config.input
+
+
+def symlink_loop(root: Path) -> tuple[Path, Path] | None:
+    """A folder link under `root` that points back at one of its own ancestors, if any."""
+    stack = [(root, frozenset({root.resolve()}))]
+    while stack:
+        folder, ancestors = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue  # unreadable: Spark will say so
+        for entry in entries:
+            try:
+                if not entry.is_dir(follow_symlinks=True):
+                    continue
+                real = Path(entry.path).resolve(strict=True)
+            except (OSError, RuntimeError):
+                continue  # a dangling or self-resolving link lists nothing
+            if real in ancestors:
+                return Path(entry.path), real
+            stack.append((Path(entry.path), ancestors | {real}))
+    return None
 
 
 def require_output(config: Config, storage: Storage) -> str:
     if not config.output:
         raise JobError("--output is required")
     if storage.has_children(config.output) and not (config.overwrite or config.incremental):
+        if not storage.exists(paths.join(config.output, write.RUN_JSON)):
+            raise JobError(
+                f"output {config.output} holds files but no {write.RUN_JSON} (a run that "
+                "failed, or files of another tool); pass --overwrite to replace them"
+            )
         raise JobError(
             f"output {config.output} already holds files; pass --overwrite to replace them "
             "(or --incremental to reuse their features)"
@@ -288,10 +326,12 @@ def train_and_save(
     featurizer: dict[str, Any],
     output: str,
     storage: Storage,
+    commit: write.OutputCommit | None = None,
 ) -> tuple[Any, classify.ModelCard]:
     """Fit, then save the model with the featurizer settings it will demand at predict time.
 
-    `featurizer` is the `model` section of the run that made the features (run.json).
+    `featurizer` is the `model` section of the run that made the features (run.json). model/
+    and training_image_ids/ are written in place; with a `commit`, model.json waits for it.
     """
     model, chosen = classify.train(
         training, k, config.classifier, config.cv_folds, config.class_weights, config.seed
@@ -315,11 +355,13 @@ def train_and_save(
         class_weights=config.class_weights,
         extra={"imbalance_ratio": balance["imbalance_ratio"]},
     )
-    classify.save(model, card, output, storage)
+    if commit is None:
+        classify.save(model, card, output, storage)
+    else:
+        model.write().overwrite().save(paths.join(output, classify.MODEL_DIR))
+        commit.put_bytes(classify.MODEL_JSON, card.to_json().encode(), "application/json")
     # The exact set, beside model/: `fruitlens erase` tells from it whether to retrain.
-    write.write_parquet(
-        training.select("image_id").distinct(), paths.join(output, "training_image_ids")
-    )
+    write.write_parquet(training.select("image_id").distinct(), paths.join(output, TRAINING_IDS))
     return model, card
 
 
@@ -328,20 +370,17 @@ def evaluate_and_save(
     card: classify.ModelCard,
     test: DataFrame,
     config: Config,
-    output: str,
-    storage: Storage,
+    commit: write.OutputCommit,
 ) -> dict[str, Any]:
     scored = classify.score(model, test).persist()
     scores = evaluate.metrics(scored, card.classes)
-    write.write_json(scores, paths.join(output, write.EVALUATION_JSON), storage)
+    commit.put_json(write.EVALUATION_JSON, scores)
     if config.plots:
         heatmap = plots.confusion_heatmap(
             scores["confusion_matrix"], card.classes, scores["accuracy"]
         )
-        write.write_png(heatmap, output, "confusion_matrix.png", storage)
-    write.write_parquet(
-        scored.drop("label_index", "prediction"), paths.join(output, write.PREDICTIONS)
-    )
+        commit.put_bytes(f"{write.PLOTS}/confusion_matrix.png", heatmap, "image/png")
+    commit.parquet(scored.drop("label_index", "prediction"), write.PREDICTIONS)
     scored.unpersist()
     return scores
 
@@ -353,18 +392,20 @@ def run_command(config: Config) -> dict[str, Any]:
     output = require_output(config, storage)
     resolved = resolve_weights(config, storage)
     report = RunReport("run", config)
+    # Cleans what a failed run left; datasets go to new versions until run.json commits them.
+    commit = write.OutputCommit.begin(output, storage)
     spark = session.start_session(config, "fruitlens-run")
     stored, stored_size = stored_features(spark, config, storage, resolved)
     result = featurize_and_account(spark, config, report, resolved, stored_size, stored=stored)
     counts = result.counts
     with report.stage("write_features", counts["listed"]):
-        write.write_parquet(result.processed, paths.join(output, write.FEATURES))
-        write.write_parquet(result.rejected, paths.join(output, write.REJECTED))
+        commit.parquet(result.processed, write.FEATURES)
+        rejected_uri = commit.parquet(result.rejected, write.REJECTED)
     if counts["processed"] < 2:
-        write.write_json(report.to_dict(), paths.join(output, write.RUN_JSON), storage)
+        commit.finish(report.to_dict(), [write.FEATURES, write.REJECTED])
         raise JobError(
             f"only {counts['processed']} of {counts['listed']} images could be processed; "
-            f"see {paths.join(output, write.REJECTED)}"
+            f"see {rejected_uri}"
         )
     features = result.processed.persist()
     with report.stage("pca", counts["processed"]):
@@ -377,12 +418,8 @@ def run_command(config: Config) -> dict[str, Any]:
             config.pca_max_k,
         )
         projected = reduce.project(reduction, features).persist()
-        write.write_parquet(projected, paths.join(output, write.PCA))
-        write.write_csv(
-            reduce.pca_columns(projected, reduction.k),
-            paths.join(output, write.CLIENT_CSV),
-            storage,
-        )
+        commit.parquet(projected, write.PCA)
+        commit.put_csv(write.CLIENT_CSV, reduce.pca_columns(projected, reduction.k))
     report.sections["pca"] = {
         "k": reduction.k,
         "explained_variance": round(reduction.cumulative_variance, 6),
@@ -390,23 +427,23 @@ def run_command(config: Config) -> dict[str, Any]:
         "target_variance": None if config.pca_k else config.pca_variance,
     }
     report.sections["classifier"] = classify_if_possible(
-        features, reduction.k, config, output, storage, report
+        features, reduction.k, config, output, storage, report, commit
     )
     if config.plots:
         with report.stage("plots"):
-            draw_pca_plots(projected, reduction, config, output, storage)
-    produced = [write.FEATURES, write.PCA, write.REJECTED, write.CLIENT_CSV, write.PLOTS]
+            draw_pca_plots(projected, reduction, config, commit)
+    produced = [write.FEATURES, write.PCA, write.REJECTED, write.CLIENT_CSV]
+    produced += [write.PLOTS] if config.plots else []
     if report.sections["classifier"].get("trained"):
         produced += [
             write.PREDICTIONS,
             classify.MODEL_DIR,
             classify.MODEL_JSON,
             write.EVALUATION_JSON,
+            TRAINING_IDS,
         ]
-    report.sections["outputs"] = {name: paths.join(output, name) for name in produced}
-    document = report.to_dict()
-    write.write_json(document, paths.join(output, write.RUN_JSON), storage)
-    return document
+    # run.json last, in one PUT: the commit point; then the replaced versions are deleted.
+    return commit.finish(report.to_dict(), produced)
 
 
 def classify_if_possible(
@@ -416,15 +453,17 @@ def classify_if_possible(
     output: str,
     storage: Storage,
     report: RunReport,
+    commit: write.OutputCommit,
 ) -> dict[str, Any]:
     parts = split_for_training(features, config)
     if parts is None:
         return {"trained": False, "why": "no Training/Test folders and no --test-fraction"}
     training, test = parts
+    featurizer = report.sections["model"]
     with report.stage("train"):
-        model, card = train_and_save(training, k, config, report.sections["model"], output, storage)
+        model, card = train_and_save(training, k, config, featurizer, output, storage, commit)
     with report.stage("evaluate"):
-        scores = evaluate_and_save(model, card, test, config, output, storage)
+        scores = evaluate_and_save(model, card, test, config, commit)
     return {
         "trained": True,
         "name": config.classifier,
@@ -439,14 +478,13 @@ def classify_if_possible(
 
 
 def draw_pca_plots(
-    projected: DataFrame, reduction: reduce.Reduction, config: Config, output: str, storage: Storage
+    projected: DataFrame, reduction: reduce.Reduction, config: Config, commit: write.OutputCommit
 ) -> None:
     target = None if config.pca_k else config.pca_variance
-    write.write_png(
+    commit.put_bytes(
+        f"{write.PLOTS}/explained_variance.png",
         plots.explained_variance(reduction.explained_variance, target),
-        output,
-        "explained_variance.png",
-        storage,
+        "image/png",
     )
     if reduction.k < 2:
         return
@@ -462,11 +500,10 @@ def draw_pca_plots(
     import numpy as np
 
     points = np.array([row["pc"][:2] for row in rows])
-    write.write_png(
+    commit.put_bytes(
+        f"{write.PLOTS}/pca_scatter.png",
         plots.pca_scatter(points, [row["label"] for row in rows]),
-        output,
-        "pca_scatter.png",
-        storage,
+        "image/png",
     )
 
 
@@ -547,6 +584,7 @@ def evaluate_command(config: Config) -> dict[str, Any]:
     source = read_run_document(config.features, storage)
     require_model(config, storage)
     report = RunReport("evaluate", config)
+    commit = write.OutputCommit.begin(output, storage)
     spark = session.start_session(config, "fruitlens-evaluate")
     model, card = classify.load(str(config.model), storage)
     features = read_features(spark, config.features, source)
@@ -557,13 +595,12 @@ def evaluate_command(config: Config) -> dict[str, Any]:
     parts = split_for_training(features, config)
     test = parts[1] if parts else features
     with report.stage("evaluate"):
-        scores = evaluate_and_save(model, card, test, config, output, storage)
+        scores = evaluate_and_save(model, card, test, config, commit)
     report.sections["classifier"] = {
         key: scores[key] for key in ("accuracy", "macro_f1", "top3_accuracy", "images")
     }
-    document = report.to_dict()
-    write.write_json(document, paths.join(output, write.RUN_JSON), storage)
-    return document
+    produced = [write.EVALUATION_JSON, write.PREDICTIONS] + ([write.PLOTS] if config.plots else [])
+    return commit.finish(report.to_dict(), produced)
 
 
 def flat_predictions(scored: DataFrame) -> DataFrame:
@@ -590,6 +627,7 @@ def predict_command(config: Config) -> dict[str, Any]:
     resolved = resolve_weights(config, storage)
     check_compatible(card, resolved.sha256, card.image_size)
     report = RunReport("predict", config)
+    commit = write.OutputCommit.begin(output, storage)
     # The model is read through s3a, so only once the session has the jars and settings.
     spark = session.start_session(config, "fruitlens-predict")
     model, _ = classify.load(str(config.model), storage)
@@ -605,10 +643,9 @@ def predict_command(config: Config) -> dict[str, Any]:
             F.col("probability"),
             F.col("top3"),
         )
-        write.write_parquet(predictions, paths.join(output, write.PREDICTIONS))
-        write.write_csv(flat_predictions(scored), paths.join(output, "predictions.csv"), storage)
-        write.write_parquet(result.rejected, paths.join(output, write.REJECTED))
+        commit.parquet(predictions, write.PREDICTIONS)
+        commit.parquet(result.rejected, write.REJECTED)
+        commit.put_csv("predictions.csv", flat_predictions(scored))
     report.sections["classifier"] = {"model": config.model, "classes": len(card.classes)}
-    document = report.to_dict()
-    write.write_json(document, paths.join(output, write.RUN_JSON), storage)
-    return document
+    produced = [write.PREDICTIONS, write.REJECTED, "predictions.csv"]
+    return commit.finish(report.to_dict(), produced)

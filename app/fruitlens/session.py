@@ -32,11 +32,13 @@ S3A_COMMITTER = {
 
 S3A_FAILURE_BOUNDS = {
     # A stopped S3 server must fail the job in minutes, not hang it: bounded retries, short
-    # connection timeouts (documented in the README's Operations section).
+    # connection timeouts (docs/OPERATIONS.md works out the worst cases).
     "spark.hadoop.fs.s3a.attempts.maximum": "3",
     "spark.hadoop.fs.s3a.retry.limit": "3",
     "spark.hadoop.fs.s3a.retry.interval": "500ms",
-    "spark.hadoop.fs.s3a.retry.throttle.limit": "10",
+    # Throttling (503 SlowDown) backs off exponentially: 6 retries from 500 ms sleep at most
+    # ~60 s in all per call (10 allowed ~17 min); the SDK's own 3 attempts come on top.
+    "spark.hadoop.fs.s3a.retry.throttle.limit": "6",
     "spark.hadoop.fs.s3a.retry.throttle.interval": "500ms",
     "spark.hadoop.fs.s3a.connection.establish.timeout": "5s",
     "spark.hadoop.fs.s3a.connection.timeout": "30s",

@@ -100,7 +100,8 @@ class Storage:
         if not paths.is_s3(uri):
             folder = local_path(uri)
             return folder.is_dir() and any(folder.iterdir())
-        return any(True for _ in self.list_keys(uri, limit=1))
+        # "folder/" marker objects (console-made folders) hold nothing: skip them.
+        return any(not key.endswith("/") for key in self.list_keys(uri))
 
     def _bucket_exists(self, bucket: str) -> bool:
         from botocore.exceptions import ClientError

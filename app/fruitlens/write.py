@@ -1,9 +1,24 @@
-"""Writing results: Parquet datasets through Spark, single files (CSV, JSON, PNG) via Storage."""
+"""Writing results: Parquet datasets through Spark, single files (CSV, JSON, PNG) via Storage.
+
+Outputs are committed, never half-written (docs/OPERATIONS.md): `OutputCommit` writes each
+Parquet dataset of a command to a NEW version prefix when the output already holds a run
+(`features@2/`, `features@3/` ...; a fresh output keeps the plain names), puts the single files
+(CSV, plots, model.json, evaluation.json) once every dataset is written, then the manifest
+(run.json) in one PUT naming the new versions in its `outputs` map -- the commit point -- and
+only then deletes the versions it replaced. Readers resolve datasets through that map, as
+`fruitlens erase` (which swaps versions the same way) and `job.read_features` do. A run killed
+before the manifest leaves the previous run.json pointing at the previous, complete versions;
+the next run deletes the unreferenced versions it finds and aborts pending multipart uploads.
+"""
 
 from __future__ import annotations
 
+import atexit
 import csv
 import json
+import logging
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -12,6 +27,8 @@ from pyspark.sql import DataFrame
 
 from fruitlens import paths
 from fruitlens.storage import Storage
+
+log = logging.getLogger(__name__)
 
 # Output layout under --output; the README documents each entry.
 FEATURES = "features"
@@ -23,23 +40,46 @@ CLIENT_CSV = "resultats_pca.csv"
 RUN_JSON = "run.json"
 EVALUATION_JSON = "evaluation.json"
 
+# Versioned datasets (erase.DATASETS lists the same four).
+DATASETS = (FEATURES, PCA, REJECTED, PREDICTIONS)
+# Names a run writes in place or as single objects; removed when left by a run that never
+# committed (no manifest names them). erasure-log.jsonl and anything else are never touched.
+SINGLE_OUTPUTS = (
+    CLIENT_CSV,
+    "predictions.csv",
+    EVALUATION_JSON,
+    PLOTS,
+    "model",
+    "model.json",
+    "training_image_ids",
+)
+# What an interrupted Spark/s3a write leaves beside or inside a dataset.
+WRITER_LEFTOVERS = ("_temporary", "__magic", ".spark-staging")
+_VERSION = re.compile(r"^(?P<name>[^@/]+)@(?P<version>\d+)$")
+
 
 def write_parquet(frame: DataFrame, uri: str) -> None:
-    # Overwrite is safe here: the CLI refused a non-empty output unless --overwrite was given.
+    # Overwrite is safe here: the target is a fresh version prefix (OutputCommit) or the CLI
+    # refused a non-empty output unless --overwrite was given.
     frame.write.mode("overwrite").parquet(uri)
 
 
-def write_csv(frame: DataFrame, uri: str, storage: Storage) -> int:
+def write_csv_file(frame: DataFrame, local: Path) -> int:
     """One CSV file for the client, streamed partition by partition (memory stays flat)."""
     rows = 0
+    with local.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(frame.columns)
+        for row in frame.toLocalIterator(prefetchPartitions=True):
+            writer.writerow(_csv_value(value) for value in row)
+            rows += 1
+    return rows
+
+
+def write_csv(frame: DataFrame, uri: str, storage: Storage) -> int:
     with tempfile.TemporaryDirectory(prefix="fruitlens-csv-") as folder:
         local = Path(folder) / "out.csv"
-        with local.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(frame.columns)
-            for row in frame.toLocalIterator(prefetchPartitions=True):
-                writer.writerow(_csv_value(value) for value in row)
-                rows += 1
+        rows = write_csv_file(frame, local)
         storage.upload(local, uri, "text/csv; charset=utf-8")
     return rows
 
@@ -57,3 +97,148 @@ def write_png(data: bytes, output: str, name: str, storage: Storage) -> str:
     uri = paths.join(output, PLOTS, name)
     storage.write_bytes(uri, data, "image/png")
     return uri
+
+
+# --- the commit --------------------------------------------------------------------------------
+def base_name(entry: str) -> str:
+    """features@3 -> features; anything else unchanged."""
+    found = _VERSION.match(entry)
+    return found.group("name") if found else entry
+
+
+def version_of(uri: str) -> int:
+    """features -> 1, features@3 -> 3 (the last path component decides)."""
+    found = _VERSION.match(uri.rstrip("/").rsplit("/", 1)[-1])
+    return int(found.group("version")) if found else 1
+
+
+def committed_manifest(output: str, storage: Storage) -> dict[str, Any]:
+    """The run.json last committed under the output ({} when there is none)."""
+    uri = paths.join(output, RUN_JSON)
+    if not storage.exists(uri):
+        return {}
+    return json.loads(storage.read_bytes(uri))
+
+
+class OutputCommit:
+    """One command's outputs, made visible all at once by its manifest (see the module doc).
+
+    Use: `begin` (cleans what a failed run left), `parquet` for each dataset, `put_bytes` /
+    `put_file` for single objects (held back until `finish`), then `finish(document)`.
+    """
+
+    def __init__(self, output: str, storage: Storage) -> None:
+        self.output = output.rstrip("/")
+        self.storage = storage
+        self.previous_document = committed_manifest(self.output, storage)
+        self.previous: dict[str, str] = dict(self.previous_document.get("outputs") or {})
+        if self.previous_document and not self.previous:
+            # A manifest from before outputs were versioned: the plain names are current.
+            self.previous = {
+                name: paths.join(self.output, name)
+                for name in (*DATASETS, *SINGLE_OUTPUTS)
+                if storage.exists(paths.join(self.output, name))
+            }
+        if "model" in self.previous and "training_image_ids" not in self.previous:
+            # run.json from before this commit named model/ but not the ids saved beside it.
+            beside = self.previous["model"].rstrip("/").rsplit("/", 1)[0]
+            self.previous["training_image_ids"] = paths.join(beside, "training_image_ids")
+        versions = [version_of(self.previous[n]) for n in DATASETS if n in self.previous]
+        # A fresh output keeps the plain names; over a committed run, the next version.
+        self.version = max(versions, default=1) + 1 if self.previous_document else 1
+        self.written: dict[str, str] = {}
+        self._pending: list[tuple[str, Path | bytes, str]] = []
+        self._workdir = Path(tempfile.mkdtemp(prefix="fruitlens-commit-"))
+        atexit.register(shutil.rmtree, self._workdir, True)  # also when the run fails
+
+    @classmethod
+    def begin(cls, output: str, storage: Storage) -> OutputCommit:
+        commit = cls(output, storage)
+        commit.remove_leftovers()
+        return commit
+
+    # --- what a failed run left ----------------------------------------------------------
+    def remove_leftovers(self) -> list[str]:
+        """Delete our outputs (dataset versions, single outputs) and writer debris that the
+        committed run.json does not name, and abort pending multipart uploads under the output
+        (one writer per output at a time). Other files (erasure-log.jsonl ...) stay."""
+        if not self.storage.has_children(self.output):
+            return []
+        referenced = {uri.rstrip("/") for uri in self.previous.values()}
+        ours = {*DATASETS, *SINGLE_OUTPUTS}
+        removed = []
+        for entry in self.storage.list_children(self.output):
+            uri = paths.join(self.output, entry)
+            # .run.json.partial: a local single-file write interrupted before its rename.
+            leftover = entry.startswith(WRITER_LEFTOVERS) or entry.endswith(".partial")
+            if (base_name(entry) in ours or leftover) and uri not in referenced:
+                self.storage.delete_tree(uri)
+                removed.append(entry)
+        aborted = self.storage.abort_multipart_uploads(self.output)
+        if removed or aborted:
+            log.warning(
+                "removed what an earlier, failed run left under %s: %s; %d pending uploads aborted",
+                self.output,
+                ", ".join(removed) or "no folder",
+                aborted,
+            )
+        return removed
+
+    # --- writing ---------------------------------------------------------------------------
+    def dataset_uri(self, name: str) -> str:
+        return paths.join(self.output, name if self.version == 1 else f"{name}@{self.version}")
+
+    def parquet(self, frame: DataFrame, name: str) -> str:
+        uri = self.dataset_uri(name)
+        write_parquet(frame, uri)
+        self.written[name] = uri
+        return uri
+
+    def put_bytes(self, name: str, data: bytes, content_type: str) -> str:
+        """A single object (name relative to the output), put after the datasets."""
+        self._pending.append((name, data, content_type))
+        return paths.join(self.output, name)
+
+    def put_file(self, name: str, local: Path, content_type: str) -> str:
+        self._pending.append((name, local, content_type))
+        return paths.join(self.output, name)
+
+    def put_json(self, name: str, document: dict[str, Any]) -> str:
+        text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+        return self.put_bytes(name, text.encode("utf-8"), "application/json")
+
+    def put_csv(self, name: str, frame: DataFrame) -> int:
+        local = self._workdir / name.replace("/", "_")
+        rows = write_csv_file(frame, local)
+        self.put_file(name, local, "text/csv; charset=utf-8")
+        return rows
+
+    def finish(self, document: dict[str, Any], produced: list[str]) -> dict[str, Any]:
+        """Put the single objects, then the manifest (the commit), then drop what it replaced.
+
+        `produced`: every top-level name this command made (datasets and single outputs).
+        """
+        try:
+            for name, data, content_type in self._pending:
+                uri = paths.join(self.output, name)
+                if isinstance(data, Path):
+                    self.storage.upload(data, uri, content_type)
+                else:
+                    self.storage.write_bytes(uri, data, content_type)
+            outputs = {name: paths.join(self.output, name) for name in produced}
+            outputs.update(self.written)
+            if self.previous_document.get("command") not in (None, document.get("command")):
+                # Another command's manifest (evaluate --output RUN): keep what it names.
+                outputs = {**self.previous, **outputs}
+            document["outputs"] = dict(sorted(outputs.items()))
+            write_json(document, paths.join(self.output, RUN_JSON), self.storage)
+            current = {uri.rstrip("/") for uri in outputs.values()}
+            for name, uri in self.previous.items():
+                ours = base_name(name) in DATASETS or name in SINGLE_OUTPUTS
+                # Never outside this output (a copied run.json may name another run's folders).
+                inside = uri.startswith(self.output + "/")
+                if ours and inside and uri.rstrip("/") not in current:
+                    self.storage.delete_tree(uri)
+        finally:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+        return document
