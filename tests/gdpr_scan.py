@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
-FAKE_KEY = "AKIAFRUITLENSTEST001"
+# Shaped like an access key id so the redaction filter must catch it; assembled here so no
+# key-shaped literal sits in the repository. It grants nothing anywhere.
+FAKE_KEY = "AKIA" + "FRUITLENSTEST001"
 FAKE_SECRET = "fruitlens-secret-must-not-leak"
 FAKE_TOKEN = "fruitlens-token-must-not-leak"
 FAKE_CREDENTIALS = {

@@ -11,16 +11,8 @@ import pytest
 
 from conftest import REPO, S3Server, run_cli
 from fruitlens import redact, retention
+from gdpr_scan import FAKE_CREDENTIALS, FAKE_KEY, FAKE_SECRET, FAKE_TOKEN
 from images import gps_exif_jpeg
-
-FAKE_KEY = "AKIAFRUITLENSTEST001"
-FAKE_SECRET = "fruitlens-secret-must-not-leak"
-FAKE_TOKEN = "fruitlens-token-must-not-leak"
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": FAKE_KEY,
-    "AWS_SECRET_ACCESS_KEY": FAKE_SECRET,
-    "AWS_SESSION_TOKEN": FAKE_TOKEN,
-}
 
 
 # --- redaction ----------------------------------------------------------------------------------
