@@ -265,6 +265,41 @@ def test_flat_class_folders_featurize_without_a_classifier(tmp_path: Path, fruit
     assert document["classifier"]["trained"] is False
 
 
+def test_incremental_rerun_on_unchanged_input_keeps_the_committed_outputs(
+    first_run: Path, mixed_input: Path, tmp_path: Path
+):
+    output = tmp_path / "unchanged"
+    shutil.copytree(first_run, output)
+    manifest = output / "run.json"
+    # The copy's run.json must name the copy's own datasets, as after a move of the folder.
+    manifest.write_text(manifest.read_text().replace(str(first_run), str(output)))
+    before = json.loads(manifest.read_text())
+    entries_before = sorted(entry.name for entry in output.iterdir())
+    result = run_cli(
+        "run",
+        "--input",
+        str(mixed_input),
+        "--output",
+        str(output),
+        "--weights",
+        "seeded:0",
+        "--incremental",
+    )
+    assert result.code == 0, result.stderr[-3000:]
+    after = json.loads(manifest.read_text())
+    assert after["incremental"] == {
+        "reused_features": before["images"]["processed"],
+        "featurized_now": 0,
+        "unchanged": True,
+    }
+    assert after["fingerprint"] == before["fingerprint"]
+    assert after["outputs"] == before["outputs"]
+    assert after["pca"] == before["pca"] and after["classifier"] == before["classifier"]
+    assert after["images"] == before["images"]
+    assert "pca" not in after["timings_s"] and "train" not in after["timings_s"]
+    assert sorted(entry.name for entry in output.iterdir()) == entries_before
+
+
 def test_incremental_rerun_featurizes_only_new_images(
     first_run: Path, mixed_input: Path, tmp_path: Path
 ):
@@ -292,6 +327,7 @@ def test_incremental_rerun_featurizes_only_new_images(
     assert after["incremental"] == {
         "reused_features": before["images"]["processed"],
         "featurized_now": 1,
+        "unchanged": False,
     }
     assert after["images"]["listed"] == before["images"]["listed"] + 1
     old = read_parquet(first_run / "features").set_index("image_id")
@@ -302,3 +338,24 @@ def test_incremental_rerun_featurizes_only_new_images(
             np.asarray(old.at[image_id, "features"]["values"]),
             np.asarray(new.at[image_id, "features"]["values"]),
         )
+    # The retrained model is a new version too, named by model.json and run.json.
+    assert after["outputs"]["model"] == str(output / "model@2")
+    assert after["outputs"]["training_image_ids"] == str(output / "training_image_ids@2")
+    assert json.loads((output / "model.json").read_text())["model_dir"] == "model@2"
+    assert not (output / "model").exists() and not (output / "training_image_ids").exists()
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (incoming / "new.jpg").write_bytes(rgb_jpeg((200, 40, 40)))
+    predicted = run_cli(
+        "predict",
+        "--model",
+        str(output),
+        "--input",
+        str(incoming),
+        "--output",
+        str(tmp_path / "predicted"),
+        "--weights",
+        "seeded:0",
+    )
+    assert predicted.code == 0, predicted.stderr[-3000:]
+    assert len(read_parquet(tmp_path / "predicted" / "predictions")) == 1

@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 from fruitlens import paths, reduce
 from fruitlens.storage import Storage
 
-MODEL_DIR = "model"
+MODEL_DIR = "model"  # write.MODEL: runs version it as model@N, named by model.json
 MODEL_JSON = "model.json"
 LABEL_INDEX = "label_index"
 WEIGHT = "class_weight"
@@ -51,6 +51,9 @@ class ModelCard:
     cv_folds: int
     class_weights: bool
     extra: dict[str, Any] = field(default_factory=dict)
+    # The Spark ML folder beside model.json (model@N after a rerun); relative, so a copied
+    # model folder still loads.
+    model_dir: str = MODEL_DIR
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, ensure_ascii=False)
@@ -184,10 +187,10 @@ def load_card(model_uri: str, storage: Storage) -> ModelCard:
 def load(model_uri: str, storage: Storage) -> tuple[PipelineModel, ModelCard]:
     card = load_card(model_uri, storage)
     try:
-        model = PipelineModel.load(paths.join(model_uri, MODEL_DIR))
+        model = PipelineModel.load(paths.join(model_uri, card.model_dir))
     except Exception as exc:  # Spark raises Py4J/IllegalArgument/AnalysisException alike
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(
-            f"{model_uri}/{MODEL_DIR} is not a readable Spark ML model: {first_line}"
+            f"{model_uri}/{card.model_dir} is not a readable Spark ML model: {first_line}"
         ) from exc
     return model, card

@@ -94,7 +94,8 @@ class Config:
     incremental: bool = setting(
         False,
         "Reuse the features already stored under --output for images whose content id is "
-        "unchanged; only new images are featurized. Example: --incremental",
+        "unchanged; only new images are featurized. When nothing that shapes the results "
+        "changed, the committed outputs are kept as they are. Example: --incremental",
         (RUN,),
     )
     max_pixels: int = setting(

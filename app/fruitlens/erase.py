@@ -37,7 +37,8 @@ from fruitlens.storage import S3Location, Storage, local_path
 log = logging.getLogger(__name__)
 
 ERASURE_LOG = "erasure-log.jsonl"
-TRAINING_IDS = "training_image_ids"  # written beside model/ by job.train_and_save
+# write.TRAINING_IDS: run.json names its version; `train` leaves it beside model/.
+TRAINING_IDS = "training_image_ids"
 DATASETS = ("features", "pca", "rejected", "predictions")
 CSV_FILES = ("resultats_pca.csv", "predictions.csv")
 _ID = re.compile(r"^[0-9a-f]{64}$")
@@ -323,7 +324,7 @@ def model_verdict(
         return {"trained_model": False, "retrain_required": False}
     card = json.loads(storage.read_bytes(card_uri))
     model_root = card_uri.rsplit("/", 1)[0]
-    ids_uri = paths.join(model_root, TRAINING_IDS)
+    ids_uri = outputs.get(TRAINING_IDS, paths.join(model_root, TRAINING_IDS))
     verdict: dict[str, Any] = {"trained_model": True, "model": model_root}
     if storage.has_children(ids_uri):
         seen = spark.read.parquet(ids_uri).where(F.col("image_id").isin(id_list)).count()

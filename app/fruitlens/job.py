@@ -6,6 +6,7 @@ named for it (images, featurize, reduce, classify, evaluate, write, plots).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -39,7 +40,25 @@ log = logging.getLogger(__name__)
 
 SCATTER_POINTS = 5000
 SIZE_PROBE_FILES = 32
-TRAINING_IDS = "training_image_ids"
+# Settings that change a run's outputs for the same images: `--incremental` keeps the committed
+# outputs as they are only when these, the inputs and the featurizer are all unchanged.
+RESULT_SETTINGS = (
+    "input",
+    "max_pixels",
+    "pca_k",
+    "pca_variance",
+    "pca_max_k",
+    "classifier",
+    "cv_folds",
+    "test_fraction",
+    "class_weights",
+    "seed",
+    "plots",
+    "pseudonymize",
+    "sse",
+    "sse_kms_key",
+)
+INPUT_FIELDS = ("image_id", "path", "label", "split", "reason")
 
 
 class JobError(RuntimeError):
@@ -53,6 +72,7 @@ class Featurized:
     counts: dict[str, Any]
     spec: FeaturizerSpec
     resolved: weights.ResolvedWeights
+    inputs_sha256: str
 
 
 # --- preflight: everything that can fail before Spark does any work --------------------------
@@ -199,17 +219,16 @@ def reuse_stored_features(
 
 
 def stored_features(
-    spark: SparkSession, config: Config, storage: Storage, resolved: weights.ResolvedWeights
+    spark: SparkSession, config: Config, previous: dict[str, Any], resolved: weights.ResolvedWeights
 ) -> tuple[DataFrame | None, int | None]:
-    """Features of the run already under --output, if --incremental and made the same way.
+    """Features of the run committed under --output (`previous`, its run.json), if --incremental
+    and made the same way.
 
     They are copied into Spark's own block storage first (localCheckpoint) because this run
-    overwrites the very files they come from.
+    may replace the very files they come from.
     """
-    run_json = paths.join(str(config.output), write.RUN_JSON)
-    if not (config.incremental and storage.exists(run_json)):
+    if not (config.incremental and previous):
         return None, None
-    previous = json.loads(storage.read_bytes(run_json))
     made_with = previous.get("model", {})
     size = made_with.get("image_size")
     if made_with.get("weights_sha256") != resolved.sha256 or (
@@ -229,6 +248,27 @@ def stored_features(
         F.col("image_id"), vector_to_array(F.col("features"), "float32").alias("features")
     )
     return stored.dropDuplicates(["image_id"]).localCheckpoint(eager=True), int(size)
+
+
+def inputs_digest(featurized: DataFrame) -> str:
+    """SHA-256 over each file's (id, path, label, split, rejection): the input the run saw."""
+    fields = [F.coalesce(F.col(name), F.lit("")) for name in INPUT_FIELDS]
+    lines = F.array_sort(F.collect_list(F.concat_ws("\t", *fields)))
+    return featurized.select(F.sha2(F.concat_ws("\n", lines), 256)).first()[0]
+
+
+def run_fingerprint(config: Config, digest: str, featurizer: dict[str, Any]) -> str:
+    """What decides a run's outputs: inputs, featurizer, result settings, fruitlens version."""
+    settings = config.public_dict()
+    decisive = {
+        "inputs_sha256": digest,
+        "weights_sha256": featurizer["weights_sha256"],
+        "image_size": featurizer["image_size"],
+        "settings": {name: settings[name] for name in RESULT_SETTINGS},
+        "fruitlens": fruitlens.__version__,
+    }
+    text = json.dumps(decisive, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def count_outcomes(featurized: DataFrame) -> dict[str, Any]:
@@ -258,6 +298,7 @@ def featurize_and_account(
     with report.stage("featurize"):
         featurized, spec = featurize(spark, config, resolved, image_size, require_label, stored)
         counts = count_outcomes(featurized)
+        digest = inputs_digest(featurized)
     if stored is not None:
         reused = featurized.where(F.col("reused")).count()
         report.sections["incremental"] = {
@@ -286,7 +327,9 @@ def featurize_and_account(
         counts["rejected"],
         report.sections["throughput_images_per_s"],
     )
-    return Featurized(processed_rows(featurized), rejected_rows(featurized), counts, spec, resolved)
+    return Featurized(
+        processed_rows(featurized), rejected_rows(featurized), counts, spec, resolved, digest
+    )
 
 
 # --- classification ----------------------------------------------------------------------------
@@ -330,8 +373,9 @@ def train_and_save(
 ) -> tuple[Any, classify.ModelCard]:
     """Fit, then save the model with the featurizer settings it will demand at predict time.
 
-    `featurizer` is the `model` section of the run that made the features (run.json). model/
-    and training_image_ids/ are written in place; with a `commit`, model.json waits for it.
+    `featurizer` is the `model` section of the run that made the features (run.json). Without
+    a `commit`, model/ and training_image_ids/ are written in place; with one, as new versions
+    that model.json (held until the commit) and run.json name.
     """
     model, chosen = classify.train(
         training, k, config.classifier, config.cv_folds, config.class_weights, config.seed
@@ -355,13 +399,17 @@ def train_and_save(
         class_weights=config.class_weights,
         extra={"imbalance_ratio": balance["imbalance_ratio"]},
     )
+    # The exact set: `fruitlens erase` tells from it whether to retrain.
+    training_ids = training.select("image_id").distinct()
     if commit is None:
         classify.save(model, card, output, storage)
-    else:
-        model.write().overwrite().save(paths.join(output, classify.MODEL_DIR))
-        commit.put_bytes(classify.MODEL_JSON, card.to_json().encode(), "application/json")
-    # The exact set, beside model/: `fruitlens erase` tells from it whether to retrain.
-    write.write_parquet(training.select("image_id").distinct(), paths.join(output, TRAINING_IDS))
+        write.write_parquet(training_ids, paths.join(output, write.TRAINING_IDS))
+        return model, card
+    model_uri = commit.folder(write.MODEL)
+    model.write().overwrite().save(model_uri)
+    card.model_dir = model_uri.rstrip("/").rsplit("/", 1)[-1]
+    commit.put_bytes(classify.MODEL_JSON, card.to_json().encode(), "application/json")
+    commit.parquet(training_ids, write.TRAINING_IDS)
     return model, card
 
 
@@ -395,19 +443,29 @@ def run_command(config: Config) -> dict[str, Any]:
     # Cleans what a failed run left; datasets go to new versions until run.json commits them.
     commit = write.OutputCommit.begin(output, storage)
     spark = session.start_session(config, "fruitlens-run")
-    stored, stored_size = stored_features(spark, config, storage, resolved)
+    previous = commit.previous_document
+    stored, stored_size = stored_features(spark, config, previous, resolved)
     result = featurize_and_account(spark, config, report, resolved, stored_size, stored=stored)
+    fingerprint = run_fingerprint(config, result.inputs_sha256, report.sections["model"])
+    report.sections["fingerprint"] = fingerprint
+    if stored is not None:
+        # A committed run without a pca section stopped short (too few images): redo it.
+        unchanged = previous.get("fingerprint") == fingerprint and "pca" in previous
+        report.sections["incremental"]["unchanged"] = unchanged
+        if unchanged:
+            return keep_committed_run(previous, report, commit)
     counts = result.counts
+    processed = compact(result.processed)
     with report.stage("write_features", counts["listed"]):
-        commit.parquet(result.processed, write.FEATURES)
-        rejected_uri = commit.parquet(result.rejected, write.REJECTED)
+        commit.parquet(processed, write.FEATURES)
+        rejected_uri = commit.parquet(compact(result.rejected), write.REJECTED)
     if counts["processed"] < 2:
         commit.finish(report.to_dict(), [write.FEATURES, write.REJECTED])
         raise JobError(
             f"only {counts['processed']} of {counts['listed']} images could be processed; "
             f"see {rejected_uri}"
         )
-    features = result.processed.persist()
+    features = processed.persist()
     with report.stage("pca", counts["processed"]):
         reduction = reduce.fit_reduction(
             features,
@@ -435,15 +493,27 @@ def run_command(config: Config) -> dict[str, Any]:
     produced = [write.FEATURES, write.PCA, write.REJECTED, write.CLIENT_CSV]
     produced += [write.PLOTS] if config.plots else []
     if report.sections["classifier"].get("trained"):
-        produced += [
-            write.PREDICTIONS,
-            classify.MODEL_DIR,
-            classify.MODEL_JSON,
-            write.EVALUATION_JSON,
-            TRAINING_IDS,
-        ]
+        produced += [write.PREDICTIONS, classify.MODEL_JSON, write.EVALUATION_JSON]
     # run.json last, in one PUT: the commit point; then the replaced versions are deleted.
     return commit.finish(report.to_dict(), produced)
+
+
+def compact(frame: DataFrame) -> DataFrame:
+    """One partition per core for the feature tables (2 KB a row): the scan's split, one task per
+    ~128 files, would make each PCA and cross-validation iteration a job of hundreds of tasks."""
+    return frame.coalesce(frame.sparkSession.sparkContext.defaultParallelism)
+
+
+def keep_committed_run(
+    previous: dict[str, Any], report: RunReport, commit: write.OutputCommit
+) -> dict[str, Any]:
+    """Same images, featurizer and settings as the committed run: its outputs are this run's."""
+    log.info("--incremental: nothing changed since the committed run; its outputs stand")
+    for section in ("pca", "classifier"):
+        if section in previous:
+            report.sections[section] = previous[section]
+    commit.keep_previous()
+    return commit.finish(report.to_dict(), [])
 
 
 def classify_if_possible(

@@ -40,19 +40,17 @@ CLIENT_CSV = "resultats_pca.csv"
 RUN_JSON = "run.json"
 EVALUATION_JSON = "evaluation.json"
 
-# Versioned datasets (erase.DATASETS lists the same four).
+MODEL = "model"
+TRAINING_IDS = "training_image_ids"
+
+# Datasets with rows per image (erase.DATASETS lists the same four).
 DATASETS = (FEATURES, PCA, REJECTED, PREDICTIONS)
-# Names a run writes in place or as single objects; removed when left by a run that never
+# Folders written to a new version per run; model.json names its model folder's version, so
+# the pair changes in one PUT.
+VERSIONED = (*DATASETS, MODEL, TRAINING_IDS)
+# Names a run writes as single objects (each one PUT); removed when left by a run that never
 # committed (no manifest names them). erasure-log.jsonl and anything else are never touched.
-SINGLE_OUTPUTS = (
-    CLIENT_CSV,
-    "predictions.csv",
-    EVALUATION_JSON,
-    PLOTS,
-    "model",
-    "model.json",
-    "training_image_ids",
-)
+SINGLE_OUTPUTS = (CLIENT_CSV, "predictions.csv", EVALUATION_JSON, PLOTS, "model.json")
 # What an interrupted Spark/s3a write leaves beside or inside a dataset.
 WRITER_LEFTOVERS = ("_temporary", "__magic", ".spark-staging")
 _VERSION = re.compile(r"^(?P<name>[^@/]+)@(?P<version>\d+)$")
@@ -136,14 +134,14 @@ class OutputCommit:
             # A manifest from before outputs were versioned: the plain names are current.
             self.previous = {
                 name: paths.join(self.output, name)
-                for name in (*DATASETS, *SINGLE_OUTPUTS)
+                for name in (*VERSIONED, *SINGLE_OUTPUTS)
                 if storage.exists(paths.join(self.output, name))
             }
-        if "model" in self.previous and "training_image_ids" not in self.previous:
+        if MODEL in self.previous and TRAINING_IDS not in self.previous:
             # run.json from before this commit named model/ but not the ids saved beside it.
-            beside = self.previous["model"].rstrip("/").rsplit("/", 1)[0]
-            self.previous["training_image_ids"] = paths.join(beside, "training_image_ids")
-        versions = [version_of(self.previous[n]) for n in DATASETS if n in self.previous]
+            beside = self.previous[MODEL].rstrip("/").rsplit("/", 1)[0]
+            self.previous[TRAINING_IDS] = paths.join(beside, TRAINING_IDS)
+        versions = [version_of(self.previous[n]) for n in VERSIONED if n in self.previous]
         # A fresh output keeps the plain names; over a committed run, the next version.
         self.version = max(versions, default=1) + 1 if self.previous_document else 1
         self.written: dict[str, str] = {}
@@ -165,7 +163,7 @@ class OutputCommit:
         if not self.storage.has_children(self.output):
             return []
         referenced = {uri.rstrip("/") for uri in self.previous.values()}
-        ours = {*DATASETS, *SINGLE_OUTPUTS}
+        ours = {*VERSIONED, *SINGLE_OUTPUTS}
         removed = []
         for entry in self.storage.list_children(self.output):
             uri = paths.join(self.output, entry)
@@ -188,11 +186,20 @@ class OutputCommit:
     def dataset_uri(self, name: str) -> str:
         return paths.join(self.output, name if self.version == 1 else f"{name}@{self.version}")
 
-    def parquet(self, frame: DataFrame, name: str) -> str:
+    def folder(self, name: str) -> str:
+        """The new version's location for a folder another writer fills (Spark ML's)."""
         uri = self.dataset_uri(name)
-        write_parquet(frame, uri)
         self.written[name] = uri
         return uri
+
+    def parquet(self, frame: DataFrame, name: str) -> str:
+        uri = self.folder(name)
+        write_parquet(frame, uri)
+        return uri
+
+    def keep_previous(self) -> None:
+        """Commit the previous run's outputs as this run's (nothing is rewritten or deleted)."""
+        self.written.update(self.previous)
 
     def put_bytes(self, name: str, data: bytes, content_type: str) -> str:
         """A single object (name relative to the output), put after the datasets."""
@@ -234,7 +241,7 @@ class OutputCommit:
             write_json(document, paths.join(self.output, RUN_JSON), self.storage)
             current = {uri.rstrip("/") for uri in outputs.values()}
             for name, uri in self.previous.items():
-                ours = base_name(name) in DATASETS or name in SINGLE_OUTPUTS
+                ours = base_name(name) in VERSIONED or name in SINGLE_OUTPUTS
                 # Never outside this output (a copied run.json may name another run's folders).
                 inside = uri.startswith(self.output + "/")
                 if ours and inside and uri.rstrip("/") not in current:
