@@ -15,8 +15,12 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 REGION = "eu-west-3"
@@ -171,3 +175,16 @@ def jpeg_bytes(
     buffer = io.BytesIO()
     Image.new("RGB", (size, size), colour).save(buffer, format="JPEG", **save)
     return buffer.getvalue()
+
+
+def rows(frame: pd.DataFrame) -> list[tuple]:
+    """A dataset's rows as plain tuples (ML vectors as tuples of floats), for exact equality."""
+
+    def plain(value):
+        if isinstance(value, dict):
+            return tuple((key, plain(item)) for key, item in sorted(value.items()))
+        if hasattr(value, "tolist"):
+            return tuple(value.tolist()) if hasattr(value, "__len__") else value.tolist()
+        return value
+
+    return [tuple(plain(value) for value in row) for row in frame.itertuples(index=False)]

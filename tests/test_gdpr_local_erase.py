@@ -58,6 +58,7 @@ def test_paths_are_kept_without_pseudonymize_and_metadata_never(local_run):
 def test_erase_by_local_path(local_run):
     out, gps, env = local_run
     before = {name: len(parquet_rows(local_objects(out), name)) for name in ("features", "pca")}
+    assert "fingerprint" in json.loads((out / "run.json").read_text())
     result = run_cli("erase", "--output", str(out), "--path", str(gps), *SPARK_FLAGS, env=env)
     assert result.code == 0, result.stderr[-4000:]
     report = json.loads(result.stdout)
@@ -75,6 +76,8 @@ def test_erase_by_local_path(local_run):
     ]
     document = json.loads((out / "run.json").read_text())
     assert document["outputs"]["pca"].endswith("/pca@2")
+    # The source is still there: an --incremental rerun must not keep the erased outputs as is.
+    assert "fingerprint" not in document
     for name in ("features", "pca"):
         rows = parquet_rows(objects, f"{name}@2")
         assert len(rows) == before[name] - 1, name

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, rows, run_cli
 from images import rgb_jpeg
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -75,19 +75,6 @@ def dataset(output: Path, name: str) -> pd.DataFrame:
     """A dataset as readers must find it: through run.json's `outputs`."""
     location = run_json(output)["outputs"][name]
     return pd.read_parquet(location).sort_values("image_id").reset_index(drop=True)
-
-
-def rows(frame: pd.DataFrame) -> list[tuple]:
-    """A dataset's rows as plain tuples (ML vectors as tuples of floats), for exact equality."""
-
-    def plain(value):
-        if isinstance(value, dict):
-            return tuple((key, plain(item)) for key, item in sorted(value.items()))
-        if hasattr(value, "tolist"):
-            return tuple(value.tolist()) if hasattr(value, "__len__") else value.tolist()
-        return value
-
-    return [tuple(plain(value) for value in row) for row in frame.itertuples(index=False)]
 
 
 def vectors(frame: pd.DataFrame, column: str) -> dict[str, np.ndarray]:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, S3Server, free_port, run_cli
+from conftest import REPO, S3Server, free_port, rows, run_cli
 from faults.s3proxy import S3FaultProxy
 
 pytestmark = [pytest.mark.s3, pytest.mark.spark, pytest.mark.slow]
@@ -73,19 +73,6 @@ def dataset(client, bucket: str, uri: str) -> pd.DataFrame:
     ]
     frame = pd.concat(frames, ignore_index=True)
     return frame.sort_values("image_id").reset_index(drop=True)
-
-
-def rows(frame: pd.DataFrame) -> list[tuple]:
-    """A dataset's rows as plain tuples (ML vectors as tuples of floats), for exact equality."""
-
-    def plain(value):
-        if isinstance(value, dict):
-            return tuple((key, plain(item)) for key, item in sorted(value.items()))
-        if hasattr(value, "tolist"):
-            return tuple(value.tolist()) if hasattr(value, "__len__") else value.tolist()
-        return value
-
-    return [tuple(plain(value) for value in row) for row in frame.itertuples(index=False)]
 
 
 def committed_datasets(client, bucket: str, run: str) -> dict[str, pd.DataFrame]:

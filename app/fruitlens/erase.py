@@ -200,6 +200,9 @@ def erase_command(config: Config) -> dict[str, Any]:
         if rewritten or csv_ready:
             document["outputs"] = {**outputs, **rewritten}
             adjust_counts(document, counts, rejected_reasons)
+            # The outputs no longer match the input they were made from: an --incremental rerun
+            # must recompute them rather than keep them as they are.
+            document.pop("fingerprint", None)
             write.write_json(document, run_json, storage)
             for uri, filtered in csv_ready.items():
                 storage.upload(filtered, uri, "text/csv; charset=utf-8")

@@ -44,6 +44,7 @@ SIZE_PROBE_FILES = 32
 # outputs as they are only when these, the inputs and the featurizer are all unchanged.
 RESULT_SETTINGS = (
     "input",
+    "image_size",
     "max_pixels",
     "pca_k",
     "pca_variance",
@@ -58,7 +59,9 @@ RESULT_SETTINGS = (
     "sse",
     "sse_kms_key",
 )
-INPUT_FIELDS = ("image_id", "path", "label", "split", "reason")
+# What each file looks like in the outputs; with the settings and weights, it decides the rest
+# (a rejection follows from the bytes), so listing and hashing alone can tell "unchanged".
+INPUT_FIELDS = ("image_id", "path", "label", "split")
 
 
 class JobError(RuntimeError):
@@ -182,9 +185,25 @@ def featurize(
     every_file = computed.unionByName(
         images.unscanned_files(spark, files), allowMissingColumns=True
     )
+    return as_written(every_file, config).persist(), spec
+
+
+def as_written(every_file: DataFrame, config: Config) -> DataFrame:
+    """The path column as the outputs hold it: the content id when --pseudonymize."""
     if config.pseudonymize:
-        every_file = every_file.withColumn("path", F.col("image_id"))
-    return every_file.persist(), spec
+        return every_file.withColumn("path", F.col("image_id"))
+    return every_file
+
+
+def listed_inputs(spark: SparkSession, config: Config) -> DataFrame:
+    """Every file under --input as the outputs name it, from listing and hashing alone."""
+    files = images.read_binary_files(spark, str(config.input))
+    named = images.with_names(files, images.qualified_root(spark, str(config.input)))
+    columns = [F.col(name) for name in INPUT_FIELDS]
+    every_file = named.select(*columns).unionByName(
+        images.unscanned_files(spark, files).select(*columns)
+    )
+    return as_written(every_file, config)
 
 
 def reuse_stored_features(
@@ -250,20 +269,19 @@ def stored_features(
     return stored.dropDuplicates(["image_id"]).localCheckpoint(eager=True), int(size)
 
 
-def inputs_digest(featurized: DataFrame) -> str:
-    """SHA-256 over each file's (id, path, label, split, rejection): the input the run saw."""
+def inputs_digest(every_file: DataFrame) -> str:
+    """SHA-256 over each file's (id, path, label, split) as the outputs name them."""
     fields = [F.coalesce(F.col(name), F.lit("")) for name in INPUT_FIELDS]
     lines = F.array_sort(F.collect_list(F.concat_ws("\t", *fields)))
-    return featurized.select(F.sha2(F.concat_ws("\n", lines), 256)).first()[0]
+    return every_file.select(F.sha2(F.concat_ws("\n", lines), 256)).first()[0]
 
 
-def run_fingerprint(config: Config, digest: str, featurizer: dict[str, Any]) -> str:
-    """What decides a run's outputs: inputs, featurizer, result settings, fruitlens version."""
+def run_fingerprint(config: Config, digest: str, resolved: weights.ResolvedWeights) -> str:
+    """What decides a run's outputs: inputs, weights, result settings, fruitlens version."""
     settings = config.public_dict()
     decisive = {
         "inputs_sha256": digest,
-        "weights_sha256": featurizer["weights_sha256"],
-        "image_size": featurizer["image_size"],
+        "weights_sha256": resolved.sha256,
         "settings": {name: settings[name] for name in RESULT_SETTINGS},
         "fruitlens": fruitlens.__version__,
     }
@@ -444,16 +462,17 @@ def run_command(config: Config) -> dict[str, Any]:
     commit = write.OutputCommit.begin(output, storage)
     spark = session.start_session(config, "fruitlens-run")
     previous = commit.previous_document
+    # A committed run without a pca section stopped short (too few images): never kept.
+    if config.incremental and previous.get("fingerprint") and "pca" in previous:
+        with report.stage("fingerprint"):
+            listed = inputs_digest(listed_inputs(spark, config))
+        if run_fingerprint(config, listed, resolved) == previous["fingerprint"]:
+            return keep_committed_run(previous, report, commit)
     stored, stored_size = stored_features(spark, config, previous, resolved)
     result = featurize_and_account(spark, config, report, resolved, stored_size, stored=stored)
-    fingerprint = run_fingerprint(config, result.inputs_sha256, report.sections["model"])
-    report.sections["fingerprint"] = fingerprint
+    report.sections["fingerprint"] = run_fingerprint(config, result.inputs_sha256, resolved)
     if stored is not None:
-        # A committed run without a pca section stopped short (too few images): redo it.
-        unchanged = previous.get("fingerprint") == fingerprint and "pca" in previous
-        report.sections["incremental"]["unchanged"] = unchanged
-        if unchanged:
-            return keep_committed_run(previous, report, commit)
+        report.sections["incremental"]["unchanged"] = False
     counts = result.counts
     processed = compact(result.processed)
     with report.stage("write_features", counts["listed"]):
@@ -507,11 +526,17 @@ def compact(frame: DataFrame) -> DataFrame:
 def keep_committed_run(
     previous: dict[str, Any], report: RunReport, commit: write.OutputCommit
 ) -> dict[str, Any]:
-    """Same images, featurizer and settings as the committed run: its outputs are this run's."""
+    """Same files, weights and settings as the committed run: its outputs are this run's, and
+    nothing is featurized, reduced or trained again."""
     log.info("--incremental: nothing changed since the committed run; its outputs stand")
-    for section in ("pca", "classifier"):
+    for section in ("images", "model", "pca", "classifier", "fingerprint"):
         if section in previous:
             report.sections[section] = previous[section]
+    report.sections["incremental"] = {
+        "unchanged": True,
+        "reused_features": previous["images"]["processed"],
+        "featurized_now": 0,
+    }
     commit.keep_previous()
     return commit.finish(report.to_dict(), [])
 
@@ -592,12 +617,17 @@ def read_features(spark: SparkSession, run_uri: str, document: dict[str, Any]) -
     return spark.read.parquet(document.get("outputs", {}).get(write.FEATURES, default))
 
 
-def train_command(config: Config) -> dict[str, Any]:
-    storage = Storage(config)
+def require_features_run(config: Config, storage: Storage) -> dict[str, Any]:
+    """run.json of the run that --features names; checked before Spark starts."""
     if not config.features:
         raise JobError("--features is required (the --output folder of a run)")
+    return read_run_document(config.features, storage)
+
+
+def train_command(config: Config) -> dict[str, Any]:
+    storage = Storage(config)
+    source = require_features_run(config, storage)
     output = require_output(config, storage)
-    source = read_run_document(config.features, storage)
     report = RunReport("train", config)
     spark = session.start_session(config, "fruitlens-train")
     features = read_features(spark, config.features, source)
@@ -648,10 +678,8 @@ def require_model(config: Config, storage: Storage) -> str:
 
 def evaluate_command(config: Config) -> dict[str, Any]:
     storage = Storage(config)
-    if not config.features:
-        raise JobError("--features is required (the --output folder of a run)")
+    source = require_features_run(config, storage)
     output = require_output(config, storage)
-    source = read_run_document(config.features, storage)
     require_model(config, storage)
     report = RunReport("evaluate", config)
     commit = write.OutputCommit.begin(output, storage)

@@ -91,7 +91,9 @@ def spark_settings(config: Config) -> dict[str, str]:
     settings = {**TUNING, **s3a_settings(config)}
     if not launched_by_spark_submit():
         settings["spark.jars"] = ",".join(str(jar) for jar in jars.ensure_jars(config.jars_dir))
-        settings["spark.driver.memory"] = "4g"
+        # A fixed bound: the job streams (20 000 images pass in it, `make chaos`), and without
+        # one the JVM's heap grows toward a quarter of the machine with the work it is given.
+        settings["spark.driver.memory"] = "2g"
         settings["spark.local.dir"] = str(paths.cache_dir() / "spark-local")
     for item in config.spark_conf:
         key, _, value = item.partition("=")
