@@ -57,6 +57,19 @@ def _rss_and_kind(pid: int) -> tuple[int, str]:
     return pages * PAGE, kind
 
 
+def _file_backed(pid: int) -> int:
+    """Resident pages mapped from files (jars, mmapped Spark blocks): reclaimable page cache."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0
+    kib = 0
+    for line in lines:
+        if line.startswith(("RssFile:", "RssShmem:")):
+            kib += int(line.split()[1])
+    return kib * 1024
+
+
 class TreeSampler:
     """Samples the RSS sum of `root` and its descendants in a background thread."""
 
@@ -66,6 +79,7 @@ class TreeSampler:
         self.peak_bytes = 0
         self.peak_breakdown: dict[str, int] = {}
         self.peak_processes = 0
+        self.peak_file_backed = 0  # of the peak sample
         self.kind_peaks: dict[str, int] = {}  # each kind's own peak, whenever it happened
         self.kind_peak_at: dict[str, float] = {}  # seconds after start: matches run.json stages
         self.started = time.monotonic()
@@ -83,10 +97,12 @@ class TreeSampler:
 
     def sample(self) -> None:
         breakdown: dict[str, int] = {}
+        file_backed = 0
         pids = tree(self.root)
         for pid in pids:
             rss, kind = _rss_and_kind(pid)
             breakdown[kind] = breakdown.get(kind, 0) + rss
+            file_backed += _file_backed(pid)
         total = sum(breakdown.values())
         for kind, value in breakdown.items():
             if value > self.kind_peaks.get(kind, 0):
@@ -97,6 +113,7 @@ class TreeSampler:
             self.peak_bytes = total
             self.peak_breakdown = breakdown
             self.peak_processes = len(pids)
+            self.peak_file_backed = file_backed
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -114,6 +131,7 @@ class TreeSampler:
                 kind: round(value / mib, 1) for kind, value in sorted(self.kind_peaks.items())
             },
             "peak_per_kind_at_s": dict(sorted(self.kind_peak_at.items())),
+            "peak_file_backed_mb": round(self.peak_file_backed / mib, 1),
             "processes_at_peak": self.peak_processes,
             "samples": self.samples,
             "interval_s": self.interval,
