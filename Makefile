@@ -22,7 +22,7 @@ LINT_PATHS := app tests tools $(wildcard bench)
 # Tools the test suite needs beyond the venv; mk/*.mk fragments append their install targets.
 TEST_TOOLS :=
 
-.PHONY: help venv run test lint format bench clean
+.PHONY: help venv run test test-core test-deploy lint format bench clean
 
 # Fragments per concern (image, k8s, bench...); they may append to TEST_TOOLS, so they are read
 # before the test rule expands its prerequisites.
@@ -53,11 +53,25 @@ run: venv ## the main job: DATA=folder|s3a://... (default: fetch the pinned samp
 	if [ -z "$$data" ]; then data=$$($(BIN)/python -m fruitlens.sample); fi; \
 	$(BIN)/fruitlens run --input "$$data" --output "$(OUT)" --weights "$(WEIGHTS)" --overwrite $(RUN_ARGS)
 
-test: venv $(TEST_TOOLS) ## every test, installs included (what CI runs)
+# `make test` runs two lanes side by side: the venv and every test that needs no Kubernetes
+# tool, and the tool builds (a Go build of about 15 minutes on 2 cores, once per cache), then
+# the deployment tests. On a fresh machine the Go build fills the cores the tests leave idle
+# (JVM and TensorFlow start-up, S3 round trips); with a warm cache it is a no-op.
+DEPLOY_TESTS := $(sort $(wildcard tests/test_deploy_*.py))
+# pytest exits 5 when a -k selection leaves one lane with no test: not a failure.
+PYTEST_LANE = $(BIN)/python -m pytest $(1) $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+test: ## every test, installs included (what CI runs); PYTEST_ARGS= are passed to both lanes
+	$(MAKE) --no-print-directory -j3 --output-sync=line test-core test-deploy
+
+test-core: venv
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/fruitlens jars >/dev/null
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(call PYTEST_LANE,$(addprefix --ignore=,$(DEPLOY_TESTS)))
+
+test-deploy: venv $(TEST_TOOLS)
+	$(call PYTEST_LANE,$(DEPLOY_TESTS))
 
 clean: ## remove the virtualenv and local outputs (caches outside the repo stay)
 	rm -rf $(VENV) out .pytest_cache

@@ -127,7 +127,8 @@ install_kube() {
     # kubectl warns about version skew and the server's compatibility version is wrong.
     local minor=${KUBE_VERSION#v1.}
     minor=${minor%%.*}
-    local ld="" pkg
+    # -s -w as in hack/lib/golang.sh release builds: no DWARF, a much shorter link.
+    local ld="-s -w" pkg
     for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
       ld+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
       ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
