@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -78,6 +79,8 @@ def test_erase_by_local_path(local_run):
     assert document["outputs"]["pca"].endswith("/pca@2")
     # The source is still there: an --incremental rerun must not keep the erased outputs as is.
     assert "fingerprint" not in document
+    csv = (out / "resultats_pca.csv").read_bytes()
+    assert document["files_sha256"]["resultats_pca.csv"] == hashlib.sha256(csv).hexdigest()
     for name in ("features", "pca"):
         rows = parquet_rows(objects, f"{name}@2")
         assert len(rows) == before[name] - 1, name

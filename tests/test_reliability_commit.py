@@ -6,6 +6,7 @@ these checks take milliseconds; tests/test_reliability_local.py and _s3.py drive
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -137,3 +138,20 @@ def test_a_manifest_from_before_versioning_keeps_its_outputs(tmp_path: Path):
     (output / "run.json").write_text(json.dumps({"command": "run"}))  # no outputs map at all
     commit = write.OutputCommit.begin(str(output), Storage(Config()))
     assert commit.version == 2 and (output / "features").is_dir() and (output / "model").is_dir()
+
+
+def test_run_json_names_the_digest_of_each_single_object(tmp_path: Path):
+    output = tmp_path / "out"
+    commit_run(output, "first")
+    csv = (output / "resultats_pca.csv").read_bytes()
+    digests = manifest(output)[write.FILES_SHA256]
+    assert digests == {"resultats_pca.csv": hashlib.sha256(csv).hexdigest()}
+    # A run that keeps the committed outputs keeps their digests too.
+    commit = write.OutputCommit.begin(str(output), Storage(Config()))
+    commit.keep_previous()
+    commit.finish({"command": "run"}, [])
+    assert manifest(output)[write.FILES_SHA256] == digests
+    # A replaced CSV no longer matches: a reader can tell it is not the committed run's.
+    (output / "resultats_pca.csv").write_text("a later, uncommitted run")
+    replaced = hashlib.sha256((output / "resultats_pca.csv").read_bytes()).hexdigest()
+    assert replaced != manifest(output)[write.FILES_SHA256]["resultats_pca.csv"]

@@ -203,6 +203,9 @@ def erase_command(config: Config) -> dict[str, Any]:
             # The outputs no longer match the input they were made from: an --incremental rerun
             # must recompute them rather than keep them as they are.
             document.pop("fingerprint", None)
+            digests = document.setdefault(write.FILES_SHA256, {})
+            for uri, filtered in csv_ready.items():
+                digests[uri.rsplit("/", 1)[-1]] = write.file_sha256(filtered)
             write.write_json(document, run_json, storage)
             for uri, filtered in csv_ready.items():
                 storage.upload(filtered, uri, "text/csv; charset=utf-8")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import csv
+import hashlib
 import json
 import logging
 import re
@@ -39,6 +40,9 @@ PLOTS = "plots"
 CLIENT_CSV = "resultats_pca.csv"
 RUN_JSON = "run.json"
 EVALUATION_JSON = "evaluation.json"
+# run.json's map of each single object's SHA-256: the fixed-name files (the client's CSV) are
+# replaced a moment before run.json, so a reader can tell whether they belong to it.
+FILES_SHA256 = "files_sha256"
 
 MODEL = "model"
 TRAINING_IDS = "training_image_ids"
@@ -80,6 +84,14 @@ def write_csv(frame: DataFrame, uri: str, storage: Storage) -> int:
         rows = write_csv_file(frame, local)
         storage.upload(local, uri, "text/csv; charset=utf-8")
     return rows
+
+
+def file_sha256(local: Path) -> str:
+    digest = hashlib.sha256()
+    with local.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _csv_value(value: Any) -> Any:
@@ -145,6 +157,7 @@ class OutputCommit:
         # A fresh output keeps the plain names; over a committed run, the next version.
         self.version = max(versions, default=1) + 1 if self.previous_document else 1
         self.written: dict[str, str] = {}
+        self.carried_digests: dict[str, str] = {}
         self._pending: list[tuple[str, Path | bytes, str]] = []
         self._workdir = Path(tempfile.mkdtemp(prefix="fruitlens-commit-"))
         atexit.register(shutil.rmtree, self._workdir, True)  # also when the run fails
@@ -200,6 +213,7 @@ class OutputCommit:
     def keep_previous(self) -> None:
         """Commit the previous run's outputs as this run's (nothing is rewritten or deleted)."""
         self.written.update(self.previous)
+        self.carried_digests.update(self.previous_document.get(FILES_SHA256) or {})
 
     def put_bytes(self, name: str, data: bytes, content_type: str) -> str:
         """A single object (name relative to the output), put after the datasets."""
@@ -226,18 +240,23 @@ class OutputCommit:
         `produced`: every top-level name this command made (datasets and single outputs).
         """
         try:
+            digests = dict(self.carried_digests)
             for name, data, content_type in self._pending:
                 uri = paths.join(self.output, name)
                 if isinstance(data, Path):
                     self.storage.upload(data, uri, content_type)
+                    digests[name] = file_sha256(data)
                 else:
                     self.storage.write_bytes(uri, data, content_type)
+                    digests[name] = hashlib.sha256(data).hexdigest()
             outputs = {name: paths.join(self.output, name) for name in produced}
             outputs.update(self.written)
             if self.previous_document.get("command") not in (None, document.get("command")):
                 # Another command's manifest (evaluate --output RUN): keep what it names.
                 outputs = {**self.previous, **outputs}
+                digests = {**(self.previous_document.get(FILES_SHA256) or {}), **digests}
             document["outputs"] = dict(sorted(outputs.items()))
+            document[FILES_SHA256] = dict(sorted(digests.items()))
             write_json(document, paths.join(self.output, RUN_JSON), self.storage)
             current = {uri.rstrip("/") for uri in outputs.values()}
             for name, uri in self.previous.items():
