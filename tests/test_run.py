@@ -69,6 +69,13 @@ def read_parquet(folder: Path) -> pd.DataFrame:
     return pd.read_parquet(folder)
 
 
+def run_on(source: Path, output: Path, weights: str, *flags: str):
+    """`fruitlens run` on a local folder, as a user types it."""
+    return run_cli(
+        "run", "--input", str(source), "--output", str(output), "--weights", weights, *flags
+    )
+
+
 def test_run_json_has_every_key_and_the_invariant(first_run: Path, mixed_input: Path):
     document = json.loads((first_run / "run.json").read_text())
     for key in REQUIRED_KEYS:
@@ -159,16 +166,7 @@ def test_same_seed_through_a_weights_file_gives_identical_features(
 ):
     """Determinism, and the file-loading path: seeded:0 == the same weights read from a file."""
     output = tmp_path / "again"
-    result = run_cli(
-        "run",
-        "--input",
-        str(mixed_input),
-        "--output",
-        str(output),
-        "--weights",
-        str(seeded_weights_file),
-        "--no-plots",
-    )
+    result = run_on(mixed_input, output, str(seeded_weights_file), "--no-plots")
     assert result.code == 0, result.stderr[-3000:]
     first = read_parquet(first_run / "features").set_index("image_id").sort_index()
     second = read_parquet(output / "features").set_index("image_id").sort_index()
@@ -275,16 +273,7 @@ def test_incremental_rerun_on_unchanged_input_keeps_the_committed_outputs(
     manifest.write_text(manifest.read_text().replace(str(first_run), str(output)))
     before = json.loads(manifest.read_text())
     entries_before = sorted(entry.name for entry in output.iterdir())
-    result = run_cli(
-        "run",
-        "--input",
-        str(mixed_input),
-        "--output",
-        str(output),
-        "--weights",
-        "seeded:0",
-        "--incremental",
-    )
+    result = run_on(mixed_input, output, "seeded:0", "--incremental")
     assert result.code == 0, result.stderr[-3000:]
     after = json.loads(manifest.read_text())
     assert after["incremental"] == {
