@@ -61,8 +61,10 @@ DEPLOY_TESTS := $(sort $(wildcard tests/test_deploy_*.py))
 # pytest exits 5 when a -k selection leaves one lane with no test: not a failure.
 PYTEST_LANE = $(BIN)/python -m pytest $(1) $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
+# No --output-sync: it would hold each lane's pytest output until that lane ends (20 minutes
+# of silence on CI); the lanes' lines interleave instead.
 test: ## every test, installs included (what CI runs); PYTEST_ARGS= are passed to both lanes
-	$(MAKE) --no-print-directory -j3 --output-sync=line test-core test-deploy
+	$(MAKE) --no-print-directory -j3 test-core test-deploy
 
 test-core: venv
 	$(BIN)/ruff check $(LINT_PATHS)
