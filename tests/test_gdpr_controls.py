@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, S3Server, run_cli
-from fruitlens import redact, retention
+from fruitlens import errors, redact, retention
 from gdpr_scan import FAKE_CREDENTIALS, FAKE_KEY, FAKE_SECRET, FAKE_TOKEN
 from images import gps_exif_jpeg
 
@@ -176,7 +176,7 @@ def test_retention_sets_the_lifecycle_rule_and_keeps_other_rules(s3_server: S3Se
 
 def test_retention_refuses_bad_input(tmp_path: Path):
     assert "--days" in run_cli("retention", "--bucket", "b").stderr
-    with pytest.raises(retention.RetentionError):
+    with pytest.raises(errors.UsageError):
         retention.lifecycle_rules([""], 30)
-    with pytest.raises(retention.RetentionError):
+    with pytest.raises(errors.UsageError):
         retention.lifecycle_rules(["runs/"], 0)

@@ -147,9 +147,9 @@ def test_weights_file_from_s3a(
     )
     assert result.code == 0, result.stderr[-3000:]
     document = json.loads((tmp_path / "out" / "run.json").read_text())
-    from fruitlens import weights
+    from fruitlens import checksum
 
-    assert document["model"]["weights_sha256"] == weights.sha256_of(seeded_weights_file)
+    assert document["model"]["weights_sha256"] == checksum.sha256(seeded_weights_file)
 
 
 @pytest.mark.skipif(

@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from fruitlens import paths, reduce
+from fruitlens.errors import UsageError
 from fruitlens.storage import Storage
 
 MODEL_DIR = "model"  # write.MODEL: runs version it as model@N, named by model.json
@@ -30,7 +31,7 @@ WEIGHT = "class_weight"
 TOP_K = 3
 
 
-class ModelError(RuntimeError):
+class ModelError(UsageError):
     pass
 
 

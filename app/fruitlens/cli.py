@@ -11,7 +11,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from fruitlens import __version__, config, redact, submit
+from fruitlens import __version__, config, errors, redact, submit
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -138,22 +138,6 @@ HANDLERS: dict[str, Callable[[config.Config], int]] = {
 }
 
 
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    from fruitlens import classify, erase, jars, job, retention, sanitize, storage, weights
-
-    return (
-        sanitize.SanitizeError,
-        erase.EraseError,
-        retention.RetentionError,
-        config.ConfigError,
-        job.JobError,
-        weights.WeightsError,
-        classify.ModelError,
-        storage.StorageError,
-        jars.JarError,
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -171,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = config.build_config(args.command, flags)
         return HANDLERS[args.command](cfg)
-    except _expected_errors() as exc:
+    except errors.UsageError as exc:
         print(redact.redact(f"fruitlens {args.command}: error: {exc}"), file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # Spark/S3 failures: one readable line, the trace in the log

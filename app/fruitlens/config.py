@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlparse
 
+from fruitlens.errors import UsageError
+
 ENV_PREFIX = "FRUITLENS_"
 
 # Residency allow-list: AWS regions located in the European Union.
@@ -47,7 +49,7 @@ S3_COMMANDS = (RUN, TRAIN, EVALUATE, PREDICT, SANITIZE, ERASE, RETENTION)
 FEATURIZING_COMMANDS = (RUN, PREDICT)
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """A setting is invalid; the message is meant for the person who typed it."""
 
 

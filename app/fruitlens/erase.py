@@ -20,7 +20,6 @@ Erasing the same ids again finds no row: every count is 0 and nothing is rewritt
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import os
@@ -30,8 +29,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from fruitlens import paths
+from fruitlens import checksum, paths
 from fruitlens.config import Config
+from fruitlens.errors import Failure, UsageError
 from fruitlens.storage import S3Location, Storage, local_path
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,6 @@ DATASETS = ("features", "pca", "rejected", "predictions")
 CSV_FILES = ("resultats_pca.csv", "predictions.csv")
 _ID = re.compile(r"^[0-9a-f]{64}$")
 _VERSION = re.compile(r"@(\d+)$")
-
-
-class EraseError(RuntimeError):
-    """A condition the user must fix; one line, exit status 2."""
 
 
 # --- naming ----------------------------------------------------------------------------------
@@ -76,7 +72,7 @@ def content_id(storage: Storage, uri: str) -> str | None:
     try:
         if not storage.exists(uri) or (not paths.is_s3(uri) and local_path(uri).is_dir()):
             return None
-        return hashlib.sha256(storage.read_bytes(uri)).hexdigest()
+        return checksum.sha256(storage.read_bytes(uri))
     except Exception:
         return None
 
@@ -104,16 +100,16 @@ def erase_command(config: Config) -> dict[str, Any]:
 
     storage = Storage(config)
     if not config.output:
-        raise EraseError("--output is required (the --output folder of a run)")
+        raise UsageError("--output is required (the --output folder of a run)")
     if not config.image_id and not config.path:
-        raise EraseError("name the images to erase with --image-id ID or --path P (repeatable)")
+        raise UsageError("name the images to erase with --image-id ID or --path P (repeatable)")
     bad = [value for value in config.image_id if not _ID.match(value.strip().lower())]
     if bad:
-        raise EraseError(f"--image-id {bad[0]!r} is not a SHA-256 content id (64 hex digits)")
+        raise UsageError(f"--image-id {bad[0]!r} is not a SHA-256 content id (64 hex digits)")
     output = config.output.rstrip("/")
     run_json = paths.join(output, write.RUN_JSON)
     if not storage.exists(run_json):
-        raise EraseError(f"{output} holds no {write.RUN_JSON}: pass the --output folder of a run")
+        raise UsageError(f"{output} holds no {write.RUN_JSON}: pass the --output folder of a run")
     document = json.loads(storage.read_bytes(run_json))
     outputs: dict[str, str] = dict(document.get("outputs") or {})
 
@@ -180,7 +176,7 @@ def erase_command(config: Config) -> dict[str, Any]:
         write.write_parquet(frame.where(~matches), target)
         after = spark.read.parquet(target).count()
         if after != before - erased:
-            raise AssertionError(f"{name}: {before} - {erased} rows expected, {after} written")
+            raise Failure(f"{name}: {before} - {erased} rows expected, {after} written")
         rewritten[name] = target
 
     # 5. the CSVs, filtered to local files now, put in place after run.json
@@ -205,7 +201,7 @@ def erase_command(config: Config) -> dict[str, Any]:
             document.pop("fingerprint", None)
             digests = document.setdefault(write.FILES_SHA256, {})
             for uri, filtered in csv_ready.items():
-                digests[uri.rsplit("/", 1)[-1]] = write.file_sha256(filtered)
+                digests[uri.rsplit("/", 1)[-1]] = checksum.sha256(filtered)
             write.write_json(document, run_json, storage)
             for uri, filtered in csv_ready.items():
                 storage.upload(filtered, uri, "text/csv; charset=utf-8")

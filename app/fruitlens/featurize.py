@@ -17,7 +17,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
 
-from fruitlens import decode
+from fruitlens import checksum, decode
 
 FEATURIZED = StructType(
     [
@@ -70,10 +70,8 @@ def _build_model(spec: FeaturizerSpec) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _local_weights(path: str, spec: FeaturizerSpec) -> Path:
-    from fruitlens import weights
-
     local = Path(path)
-    actual = weights.sha256_of(local)
+    actual = checksum.sha256(local)
     if actual != spec.weights_sha256:
         raise RuntimeError(
             f"weights on this worker have SHA-256 {actual}, driver had {spec.weights_sha256}"

@@ -7,14 +7,13 @@ and are rejected with that reason later, never dropped.
 
 from __future__ import annotations
 
-import hashlib
 from urllib.parse import unquote, urlsplit
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from fruitlens import decode
+from fruitlens import checksum, decode
 
 SPLITS = ("Training", "Test")
 
@@ -72,7 +71,7 @@ def unscanned_files(spark: SparkSession, files: DataFrame) -> DataFrame:
     scanned = files.select(F.col("path"))
     missing = inventory.join(scanned, on="path", how="left_anti")
     return missing.select(
-        F.lit(hashlib.sha256(b"").hexdigest()).alias("image_id"),
+        F.lit(checksum.sha256(b"")).alias("image_id"),
         F.col("path"),
         F.lit(None).cast("string").alias("label"),
         F.lit(None).cast("string").alias("split"),

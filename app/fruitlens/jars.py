@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fruitlens import paths
+from fruitlens.errors import UsageError
 
 MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
 SCALA_BINARY = "2.13"
 _POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 
 
-class JarError(RuntimeError):
+class JarError(UsageError):
     pass
 
 

@@ -6,7 +6,6 @@ named for it (images, featurize, reduce, classify, evaluate, write, plots).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ from pyspark.sql import functions as F
 
 import fruitlens
 from fruitlens import (
+    checksum,
     classify,
     decode,
     evaluate,
@@ -32,6 +32,7 @@ from fruitlens import (
     write,
 )
 from fruitlens.config import Config
+from fruitlens.errors import Failure, UsageError
 from fruitlens.featurize import FeaturizerSpec, featurize_images, processed_rows, rejected_rows
 from fruitlens.report import RunReport
 from fruitlens.storage import Storage, local_path
@@ -64,10 +65,6 @@ RESULT_SETTINGS = (
 INPUT_FIELDS = ("image_id", "path", "label", "split")
 
 
-class JobError(RuntimeError):
-    """A condition the user must fix; printed as one line, exit status 2."""
-
-
 @dataclass
 class Featurized:
     processed: DataFrame
@@ -81,15 +78,15 @@ class Featurized:
 # --- preflight: everything that can fail before Spark does any work --------------------------
 def require_input(config: Config, storage: Storage) -> str:
     if not config.input:
-        raise JobError("--input is required")
+        raise UsageError("--input is required")
     if not storage.exists(config.input):
-        raise JobError(f"input {config.input} does not exist")
+        raise UsageError(f"input {config.input} does not exist")
     if not storage.has_children(config.input):
-        raise JobError(f"input {config.input} is empty or is not a folder/prefix of images")
+        raise UsageError(f"input {config.input} is empty or is not a folder/prefix of images")
     if not paths.is_s3(config.input):
         loop = symlink_loop(Path(local_path(config.input)))
         if loop:
-            raise JobError(
+            raise UsageError(
                 f"input {config.input} holds a symbolic link loop: {loop[0]} -> {loop[1]}; "
                 "Spark's listing would follow it dozens of times (one image, many rows): "
                 "remove the link"
@@ -121,14 +118,14 @@ def symlink_loop(root: Path) -> tuple[Path, Path] | None:
 
 def require_output(config: Config, storage: Storage) -> str:
     if not config.output:
-        raise JobError("--output is required")
+        raise UsageError("--output is required")
     if storage.has_children(config.output) and not (config.overwrite or config.incremental):
         if not storage.exists(paths.join(config.output, write.RUN_JSON)):
-            raise JobError(
+            raise UsageError(
                 f"output {config.output} holds files but no {write.RUN_JSON} (a run that "
                 "failed, or files of another tool); pass --overwrite to replace them"
             )
-        raise JobError(
+        raise UsageError(
             f"output {config.output} already holds files; pass --overwrite to replace them "
             "(or --incremental to reuse their features)"
         )
@@ -139,7 +136,7 @@ def resolve_weights(config: Config, storage: Storage) -> weights.ResolvedWeights
     try:
         return weights.resolve(config.weights, storage.download)
     except weights.WeightsError as exc:
-        raise JobError(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
 
 
 # --- featurization -----------------------------------------------------------------------------
@@ -286,7 +283,7 @@ def run_fingerprint(config: Config, digest: str, resolved: weights.ResolvedWeigh
         "fruitlens": fruitlens.__version__,
     }
     text = json.dumps(decisive, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return checksum.sha256(text.encode("utf-8"))
 
 
 def count_outcomes(featurized: DataFrame) -> dict[str, Any]:
@@ -337,7 +334,7 @@ def featurize_and_account(
         **resolved.describe(),
     }
     if counts["listed"] != counts["processed"] + counts["rejected"]:
-        raise AssertionError(f"image accounting broken: {counts}")
+        raise Failure(f"image accounting broken: {counts}")
     log.info(
         "featurized %d of %d images (%d rejected) at %s images/s",
         counts["processed"],
@@ -480,7 +477,7 @@ def run_command(config: Config) -> dict[str, Any]:
         rejected_uri = commit.parquet(compact(result.rejected), write.REJECTED)
     if counts["processed"] < 2:
         commit.finish(report.to_dict(), [write.FEATURES, write.REJECTED])
-        raise JobError(
+        raise UsageError(
             f"only {counts['processed']} of {counts['listed']} images could be processed; "
             f"see {rejected_uri}"
         )
@@ -607,7 +604,7 @@ def read_run_document(run_uri: str, storage: Storage) -> dict[str, Any]:
     """run.json of an earlier `fruitlens run` (its --output folder); checked before Spark starts."""
     run_json = paths.join(run_uri, write.RUN_JSON)
     if not storage.exists(run_json):
-        raise JobError(f"{run_uri} holds no {write.RUN_JSON}: pass the --output folder of a run")
+        raise UsageError(f"{run_uri} holds no {write.RUN_JSON}: pass the --output folder of a run")
     return json.loads(storage.read_bytes(run_json))
 
 
@@ -620,7 +617,7 @@ def read_features(spark: SparkSession, run_uri: str, document: dict[str, Any]) -
 def require_features_run(config: Config, storage: Storage) -> dict[str, Any]:
     """run.json of the run that --features names; checked before Spark starts."""
     if not config.features:
-        raise JobError("--features is required (the --output folder of a run)")
+        raise UsageError("--features is required (the --output folder of a run)")
     return read_run_document(config.features, storage)
 
 
@@ -635,7 +632,7 @@ def train_command(config: Config) -> dict[str, Any]:
     training = parts[0] if parts else features
     rows = training.count()
     if rows < 2:
-        raise JobError(f"{config.features} holds {rows} training images; at least 2 are needed")
+        raise UsageError(f"{config.features} holds {rows} training images; at least 2 are needed")
     with report.stage("choose_k", rows):
         k = reduce.fit_reduction(
             training, rows, weights.FEATURE_DIM, config.pca_k, config.pca_variance, config.pca_max_k
@@ -657,22 +654,22 @@ def train_command(config: Config) -> dict[str, Any]:
 def check_compatible(card: classify.ModelCard, weights_sha256: str, image_size: int) -> None:
     """A model only understands features made with its own weights at its own size."""
     if card.weights_sha256 != weights_sha256:
-        raise JobError(
+        raise UsageError(
             f"model was trained on features from weights {card.weights} (SHA-256 "
             f"{card.weights_sha256[:12]}...), these come from SHA-256 {weights_sha256[:12]}...; "
             "featurize with the model's weights"
         )
     if card.image_size != image_size:
-        raise JobError(
+        raise UsageError(
             f"model expects {card.image_size}px images, the features were made at {image_size}px"
         )
 
 
 def require_model(config: Config, storage: Storage) -> str:
     if not config.model:
-        raise JobError("--model is required")
+        raise UsageError("--model is required")
     if not storage.exists(config.model):
-        raise JobError(f"model {config.model} does not exist")
+        raise UsageError(f"model {config.model} does not exist")
     return config.model
 
 
@@ -719,7 +716,7 @@ def predict_command(config: Config) -> dict[str, Any]:
     output = require_output(config, storage)
     card = classify.load_card(require_model(config, storage), storage)
     if config.image_size is not None and config.image_size != card.image_size:
-        raise JobError(
+        raise UsageError(
             f"model expects {card.image_size}px images, --image-size is {config.image_size}"
         )
     resolved = resolve_weights(config, storage)

@@ -10,7 +10,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def cache_dir() -> Path:
     """Downloads (jars, weights, the sample) live outside the repository and survive clones."""
-    return Path(os.environ.get("FRUITLENS_CACHE", Path.home() / ".cache" / "fruitlens"))
+    return Path(
+        os.environ.get("FRUITLENS_CACHE") or Path.home() / ".cache" / "fruitlens"
+    ).expanduser()
 
 
 def shared_dataset() -> Path:

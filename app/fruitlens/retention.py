@@ -12,20 +12,17 @@ import re
 from typing import Any
 
 from fruitlens.config import Config
+from fruitlens.errors import UsageError
 from fruitlens.storage import Storage
 
 NONCURRENT_DAYS = 1
 ABORT_MULTIPART_DAYS = 1
 
 
-class RetentionError(RuntimeError):
-    """A condition the user must fix; one line, exit status 2."""
-
-
 def normalize_prefix(prefix: str) -> str:
     cleaned = prefix.strip().lstrip("/")
     if not cleaned:
-        raise RetentionError("an empty --prefix would expire the whole bucket; name a prefix")
+        raise UsageError("an empty --prefix would expire the whole bucket; name a prefix")
     return cleaned if cleaned.endswith("/") else cleaned + "/"
 
 
@@ -47,10 +44,10 @@ def lifecycle_rule(prefix: str, days: int) -> dict[str, Any]:
 
 def lifecycle_rules(prefixes: list[str], days: int) -> list[dict[str, Any]]:
     if days < 1:
-        raise RetentionError("--days must be at least 1")
+        raise UsageError("--days must be at least 1")
     chosen = sorted({normalize_prefix(prefix) for prefix in prefixes})
     if not chosen:
-        raise RetentionError("give at least one --prefix")
+        raise UsageError("give at least one --prefix")
     return [lifecycle_rule(prefix, days) for prefix in chosen]
 
 
@@ -70,21 +67,21 @@ def current_rules(storage: Storage, bucket: str) -> list[dict[str, Any]]:
         if code == "NoSuchLifecycleConfiguration":
             return []
         if code in {"NoSuchBucket", "404"}:
-            raise RetentionError(f"bucket {bucket!r} does not exist") from exc
+            raise UsageError(f"bucket {bucket!r} does not exist") from exc
         raise
     return list(answer.get("Rules", []))
 
 
 def retention_command(config: Config) -> dict[str, Any]:
     if not config.bucket:
-        raise RetentionError("--bucket is required")
+        raise UsageError("--bucket is required")
     if config.days is None:
-        raise RetentionError("--days is required")
+        raise UsageError("--days is required")
     bucket = config.bucket.removeprefix("s3a://").removeprefix("s3://").strip("/")
     ours = lifecycle_rules(config.prefix, config.days)
     storage = Storage(config)
     if not storage._bucket_exists(bucket):
-        raise RetentionError(f"bucket {bucket!r} does not exist or is not reachable")
+        raise UsageError(f"bucket {bucket!r} does not exist or is not reachable")
     covered = {rule["Filter"]["Prefix"] for rule in ours}
     # A rule already on one of our prefixes (ours or the IaC's) is replaced, never doubled.
     kept = [rule for rule in current_rules(storage, bucket) if _rule_prefix(rule) not in covered]
@@ -94,7 +91,7 @@ def retention_command(config: Config) -> dict[str, Any]:
     applied = current_rules(storage, bucket)
     missing = [rule["ID"] for rule in ours if rule["ID"] not in {r.get("ID") for r in applied}]
     if missing:
-        raise RetentionError(f"the bucket did not keep the rules {missing}")
+        raise UsageError(f"the bucket did not keep the rules {missing}")
     return {
         "command": "retention",
         "bucket": bucket,

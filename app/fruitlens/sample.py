@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import http.client
 import os
 import re
@@ -30,7 +29,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from fruitlens import __version__
+from fruitlens import __version__, checksum, paths
+from fruitlens.errors import UsageError
 
 try:  # POSIX only; without it concurrent fetches into one cache are simply not serialised.
     import fcntl
@@ -39,7 +39,6 @@ except ImportError:  # pragma: no cover - Windows
 
 GITHUB_RAW_PREFIX = "https://raw.githubusercontent.com/"
 BASE_URL_ENV = "FRUITLENS_SAMPLE_BASE_URL"
-CACHE_ENV = "FRUITLENS_CACHE"
 DEFAULT_MANIFEST = Path(__file__).resolve().parent / "data" / "sample_manifest.tsv"
 COMPLETE_MARKER = ".complete"
 # Leading underscores: Spark's listing skips such files, so the job sees only the images.
@@ -79,7 +78,7 @@ Source repositories (commit):
 """
 
 
-class SampleFetchError(RuntimeError):
+class SampleFetchError(UsageError):
     """The sample could not be downloaded or verified."""
 
 
@@ -95,8 +94,7 @@ class SampleFile:
 
 def default_dest() -> Path:
     """``$FRUITLENS_CACHE/sample``, with FRUITLENS_CACHE defaulting to ~/.cache/fruitlens."""
-    cache = os.environ.get(CACHE_ENV) or str(Path.home() / ".cache" / "fruitlens")
-    return Path(cache).expanduser() / "sample"
+    return paths.cache_dir() / "sample"
 
 
 def _check_relative(path: str, where: str) -> None:
@@ -147,14 +145,6 @@ def resolve_url(url: str, base_url: str | None) -> str:
     return base_url.rstrip("/") + "/" + url[len(GITHUB_RAW_PREFIX) :]
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _is_valid(path: Path, entry: SampleFile) -> bool:
     # The size test first: it rejects truncated files without reading them.
     try:
@@ -162,7 +152,7 @@ def _is_valid(path: Path, entry: SampleFile) -> bool:
             return False
     except FileNotFoundError:
         return False
-    return _sha256_file(path) == entry.sha256
+    return checksum.sha256(path) == entry.sha256
 
 
 class _Progress:
@@ -287,7 +277,7 @@ def _fetch_file(
             # the next attempt (or the next run) resumes it with a Range request.
             problems.append(f"attempt {attempt}: {type(err).__name__}: {err}")
             continue
-        actual = _sha256_file(part) if part.exists() else hashlib.sha256(b"").hexdigest()
+        actual = checksum.sha256(part) if part.exists() else checksum.sha256(b"")
         if actual == entry.sha256:
             # Atomic: the target path holds either nothing or the verified file.
             os.replace(part, target)
@@ -353,7 +343,7 @@ def fetch_sample(
     """
     manifest = manifest or DEFAULT_MANIFEST
     entries = load_manifest(manifest)
-    manifest_sha = _sha256_file(manifest)
+    manifest_sha = checksum.sha256(manifest)
     base_url = base_url or os.environ.get(BASE_URL_ENV) or None
     dest = Path(dest).expanduser()
     dest.mkdir(parents=True, exist_ok=True)
@@ -407,7 +397,7 @@ def is_complete(dest: Path, manifest: Path | None = None) -> bool:
         text = marker.read_text(encoding="utf-8")
     except FileNotFoundError:
         return False
-    return f"manifest_sha256 {_sha256_file(manifest or DEFAULT_MANIFEST)}\n" in text
+    return f"manifest_sha256 {checksum.sha256(manifest or DEFAULT_MANIFEST)}\n" in text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

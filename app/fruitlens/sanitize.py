@@ -12,7 +12,6 @@ SSE), one file at a time: memory holds one image, whatever the number of files.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
@@ -24,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from fruitlens import paths
+from fruitlens import checksum, paths
 from fruitlens.config import Config
+from fruitlens.errors import UsageError
 from fruitlens.storage import S3Location, Storage, local_path
 
 log = logging.getLogger(__name__)
@@ -57,10 +57,6 @@ PNG_KEEP = frozenset(
 
 # JPEG markers without a length field.
 _STANDALONE = {0x01, *range(0xD0, 0xD8)}
-
-
-class SanitizeError(RuntimeError):
-    """A condition the user must fix (missing input, output inside input, ...)."""
 
 
 class NotAnImage(ValueError):
@@ -432,13 +428,13 @@ def sanitize_command(config: Config) -> dict[str, Any]:
 
     storage = Storage(config)
     if not config.input or not config.output:
-        raise SanitizeError("--input and --output are both required")
+        raise UsageError("--input and --output are both required")
     if not storage.exists(config.input) or not storage.has_children(config.input):
-        raise SanitizeError(f"input {config.input} does not exist or is empty")
+        raise UsageError(f"input {config.input} does not exist or is empty")
     if _inside(config.output, config.input) or _inside(config.input, config.output):
-        raise SanitizeError("--output must not be inside --input (nor the other way round)")
+        raise UsageError("--output must not be inside --input (nor the other way round)")
     if storage.has_children(config.output) and not config.overwrite:
-        raise SanitizeError(
+        raise UsageError(
             f"output {config.output} already holds files; pass --overwrite to replace them"
         )
     report = RunReport("sanitize", config)
@@ -453,7 +449,7 @@ def sanitize_command(config: Config) -> dict[str, Any]:
                 totals["skipped_hidden"] += 1
                 continue
             data = storage.read_bytes(uri)
-            image_id = hashlib.sha256(data).hexdigest()
+            image_id = checksum.sha256(data)
             entry: dict[str, Any] = {"image_id": image_id}
             if not config.pseudonymize:
                 entry["path"] = relative
@@ -485,7 +481,7 @@ def sanitize_command(config: Config) -> dict[str, Any]:
                 status=status,
                 format=cleaned.fmt,
                 removed=cleaned.removed,
-                sanitized_id=hashlib.sha256(cleaned.data).hexdigest(),
+                sanitized_id=checksum.sha256(cleaned.data),
                 bytes_before=len(data),
                 bytes_after=len(cleaned.data),
             )

@@ -18,9 +18,10 @@ from urllib.parse import urlparse
 
 from fruitlens import paths
 from fruitlens.config import Config
+from fruitlens.errors import UsageError
 
 
-class StorageError(RuntimeError):
+class StorageError(UsageError):
     pass
 
 

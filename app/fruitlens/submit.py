@@ -22,6 +22,9 @@ from typing import Any, TextIO
 import urllib3
 import yaml
 
+from fruitlens import paths
+from fruitlens.errors import UsageError
+
 GROUP = "sparkoperator.k8s.io"
 VERSION = "v1beta2"
 PLURAL = "sparkapplications"
@@ -41,7 +44,7 @@ DEFAULT_NAMESPACE = "fruitlens"
 DEFAULT_RELEASE = "fruitlens"
 
 
-class SubmitError(RuntimeError):
+class SubmitError(UsageError):
     """Something the person submitting can fix; printed without a traceback."""
 
 
@@ -50,7 +53,7 @@ def default_chart() -> Path:
     env = os.environ.get("FRUITLENS_CHART")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "helm" / "fruitlens"
+    return paths.REPO_ROOT / "helm" / "fruitlens"
 
 
 def find_helm(explicit: str | None) -> str:
@@ -60,8 +63,7 @@ def find_helm(explicit: str | None) -> str:
             raise SubmitError(f"--helm {explicit}: not an executable file")
         return explicit
     candidates = [os.environ.get("FRUITLENS_HELM"), shutil.which("helm")]
-    cache = Path(os.environ.get("FRUITLENS_CACHE", Path.home() / ".cache" / "fruitlens"))
-    candidates.append(str(cache / "tools" / "bin" / "helm"))
+    candidates.append(str(paths.cache_dir() / "tools" / "bin" / "helm"))
     for candidate in candidates:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate

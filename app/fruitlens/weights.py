@@ -8,14 +8,14 @@ a file first, which is also how the tests feed "a file of weights" to the real l
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fruitlens import paths
+from fruitlens import checksum, paths
+from fruitlens.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ FEATURE_DIM = 512
 SEEDED = re.compile(r"seeded:(\d+)")
 
 
-class WeightsError(RuntimeError):
+class WeightsError(UsageError):
     pass
 
 
@@ -51,14 +51,6 @@ class ResolvedWeights:
             "weights_sha256": self.sha256,
             "imagenet_features": not self.is_seeded,
         }
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def build_vgg16(image_size: int) -> Any:
@@ -139,13 +131,13 @@ def resolve(spec: str, fetch: Any) -> ResolvedWeights:
         local = imagenet_weights_file()
     elif paths.is_s3(spec):
         name = spec.rstrip("/").rsplit("/", 1)[-1]
-        digest = hashlib.sha256(spec.encode()).hexdigest()[:16]
+        digest = checksum.sha256(spec.encode())[:16]
         local = fetch(spec, paths.cache_dir() / "weights" / "remote" / digest / name)
     else:
         local = Path(spec).expanduser()
         if not local.is_file():
             raise WeightsError(f"weights file {spec!r} does not exist")
-    return ResolvedWeights(spec=spec, local_path=local, sha256=sha256_of(local))
+    return ResolvedWeights(spec=spec, local_path=local, sha256=checksum.sha256(local))
 
 
 def load_into(model: Any, weights_file: Path) -> None:

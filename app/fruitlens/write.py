@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import atexit
 import csv
-import hashlib
 import json
 import logging
 import re
@@ -26,7 +25,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame
 
-from fruitlens import paths
+from fruitlens import checksum, paths
 from fruitlens.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -78,22 +77,6 @@ def write_csv_file(frame: DataFrame, local: Path) -> int:
     return rows
 
 
-def write_csv(frame: DataFrame, uri: str, storage: Storage) -> int:
-    with tempfile.TemporaryDirectory(prefix="fruitlens-csv-") as folder:
-        local = Path(folder) / "out.csv"
-        rows = write_csv_file(frame, local)
-        storage.upload(local, uri, "text/csv; charset=utf-8")
-    return rows
-
-
-def file_sha256(local: Path) -> str:
-    digest = hashlib.sha256()
-    with local.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _csv_value(value: Any) -> Any:
     return repr(value) if isinstance(value, float) else value
 
@@ -101,12 +84,6 @@ def _csv_value(value: Any) -> Any:
 def write_json(document: dict[str, Any], uri: str, storage: Storage) -> None:
     text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, default=str)
     storage.write_bytes(uri, text.encode("utf-8"), "application/json")
-
-
-def write_png(data: bytes, output: str, name: str, storage: Storage) -> str:
-    uri = paths.join(output, PLOTS, name)
-    storage.write_bytes(uri, data, "image/png")
-    return uri
 
 
 # --- the commit --------------------------------------------------------------------------------
@@ -245,10 +222,10 @@ class OutputCommit:
                 uri = paths.join(self.output, name)
                 if isinstance(data, Path):
                     self.storage.upload(data, uri, content_type)
-                    digests[name] = file_sha256(data)
+                    digests[name] = checksum.sha256(data)
                 else:
                     self.storage.write_bytes(uri, data, content_type)
-                    digests[name] = hashlib.sha256(data).hexdigest()
+                    digests[name] = checksum.sha256(data)
             outputs = {name: paths.join(self.output, name) for name in produced}
             outputs.update(self.written)
             if self.previous_document.get("command") not in (None, document.get("command")):
