@@ -22,7 +22,7 @@ def list_images(root: Path) -> list[Path]:
 
 
 def decode_batch(files: list[Path], size: int) -> np.ndarray:
-    from fruitlens import decode
+    from fruitlens.pipeline import decode
 
     pixels = [decode.decode(path.read_bytes(), size, 1 << 40).pixels for path in files]
     return np.stack([item for item in pixels if item is not None]).astype(np.float32)
@@ -68,7 +68,7 @@ def main() -> None:
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from fruitlens import weights
-    from fruitlens.featurize import compile_forward
+    from fruitlens.pipeline.featurize import compile_forward
 
     files = list_images(args.images)
     if args.limit:

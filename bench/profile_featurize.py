@@ -37,8 +37,9 @@ def main() -> None:
 
     from pyspark.sql import functions as F
 
-    from fruitlens import featurize, images, session, weights
+    from fruitlens import session, weights
     from fruitlens.config import Config
+    from fruitlens.pipeline import featurize, images
 
     config = Config(input=args.input, master=args.master, weights=args.weights)
     resolved = weights.resolve(args.weights, None)

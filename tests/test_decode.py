@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fruitlens import decode
+from fruitlens.pipeline import decode
 from images import bad_inputs, encode, rgb_jpeg
 
 CASES = {path: case for path, case in bad_inputs().items() if "/" in path}

@@ -48,7 +48,7 @@ _VERSION = re.compile(r"@(\d+)$")
 # --- naming ----------------------------------------------------------------------------------
 def normalize_path(path: str) -> str:
     """A source path in the form Spark's binaryFile stores it (file:/abs/path or s3a://b/k)."""
-    from fruitlens.images import hadoop_path_string
+    from fruitlens.pipeline.images import hadoop_path_string
 
     if path.startswith("s3://"):
         return "s3a://" + path[len("s3://") :]
@@ -251,7 +251,7 @@ def scan_input(spark: Any, input_uri: str, id_list: list[str]) -> set[str]:
     """Pseudonymized outputs hold no path: find the sources by hashing the run's input."""
     from pyspark.sql import functions as F
 
-    from fruitlens import images
+    from fruitlens.pipeline import images
 
     try:
         files = images.read_binary_files(spark, input_uri)

@@ -18,22 +18,16 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 import fruitlens
-from fruitlens import (
-    checksum,
-    classify,
-    decode,
-    evaluate,
-    images,
-    paths,
-    plots,
-    reduce,
-    session,
-    weights,
-    write,
-)
+from fruitlens import checksum, paths, session, weights, write
 from fruitlens.config import Config
 from fruitlens.errors import Failure, UsageError
-from fruitlens.featurize import FeaturizerSpec, featurize_images, processed_rows, rejected_rows
+from fruitlens.pipeline import classify, decode, evaluate, images, plots, reduce
+from fruitlens.pipeline.featurize import (
+    FeaturizerSpec,
+    featurize_images,
+    processed_rows,
+    rejected_rows,
+)
 from fruitlens.report import RunReport
 from fruitlens.storage import Storage, local_path
 

@@ -20,8 +20,9 @@ from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from fruitlens import paths, reduce
+from fruitlens import paths
 from fruitlens.errors import UsageError
+from fruitlens.pipeline import reduce
 from fruitlens.storage import Storage
 
 MODEL_DIR = "model"  # write.MODEL: runs version it as model@N, named by model.json

@@ -13,7 +13,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from fruitlens import checksum, decode
+from fruitlens import checksum
+from fruitlens.pipeline import decode
 
 SPLITS = ("Training", "Test")
 

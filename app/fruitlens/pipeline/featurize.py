@@ -17,7 +17,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
 
-from fruitlens import checksum, decode
+from fruitlens import checksum
+from fruitlens.pipeline import decode
 
 FEATURIZED = StructType(
     [
