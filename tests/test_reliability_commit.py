@@ -1,4 +1,4 @@
-"""The output commit (write.OutputCommit) on its own: versions, cleanup, what it never touches.
+"""The output commit (OutputCommit) on its own: versions, cleanup, what it never touches.
 
 No Spark here: `write_parquet` is replaced by a function that makes a folder with one file, so
 these checks take milliseconds; tests/test_reliability_local.py and _s3.py drive the real job.
@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from fruitlens import write
 from fruitlens.config import Config
-from fruitlens.storage import Storage
+from fruitlens.outputs import commit as commit_module
+from fruitlens.outputs import names
+from fruitlens.outputs.commit import OutputCommit
+from fruitlens.outputs.storage import Storage
 
 
 @pytest.fixture(autouse=True)
@@ -23,11 +25,11 @@ def folder_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
         Path(uri).mkdir(parents=True, exist_ok=True)
         (Path(uri) / "part-0.parquet").write_text(frame)
 
-    monkeypatch.setattr(write, "write_parquet", fake_parquet)
+    monkeypatch.setattr(commit_module, "write_parquet", fake_parquet)
 
 
 def commit_run(output: Path, tag: str, command: str = "run", names=("features", "pca")) -> dict:
-    commit = write.OutputCommit.begin(str(output), Storage(Config()))
+    commit = OutputCommit.begin(str(output), Storage(Config()))
     for name in names:
         commit.parquet(tag, name)
     commit.put_bytes("resultats_pca.csv", tag.encode(), "text/csv")
@@ -80,7 +82,7 @@ def test_a_failed_runs_leftovers_go_and_nothing_else(tmp_path: Path):
     (output / "notes.txt").write_text("mine")
     (output / "model.json").write_text("{}")  # a failed run trained; the committed one did not
     committed = (output / "run.json").read_bytes()
-    removed = write.OutputCommit.begin(str(output), Storage(Config())).remove_leftovers()
+    removed = OutputCommit.begin(str(output), Storage(Config())).remove_leftovers()
     assert removed == []  # begin() already removed them; a second pass finds nothing
     assert (output / "run.json").read_bytes() == committed
     assert sorted(p.name for p in output.iterdir()) == [
@@ -133,10 +135,10 @@ def test_a_manifest_from_before_versioning_keeps_its_outputs(tmp_path: Path):
         (output / name).mkdir(parents=True)
     names_model = {"features": f"{output}/features", "model": f"{output}/model"}
     (output / "run.json").write_text(json.dumps({"command": "run", "outputs": names_model}))
-    write.OutputCommit.begin(str(output), Storage(Config()))
+    OutputCommit.begin(str(output), Storage(Config()))
     assert (output / "training_image_ids").is_dir()  # beside model/, never listed before
     (output / "run.json").write_text(json.dumps({"command": "run"}))  # no outputs map at all
-    commit = write.OutputCommit.begin(str(output), Storage(Config()))
+    commit = OutputCommit.begin(str(output), Storage(Config()))
     assert commit.version == 2 and (output / "features").is_dir() and (output / "model").is_dir()
 
 
@@ -144,14 +146,14 @@ def test_run_json_names_the_digest_of_each_single_object(tmp_path: Path):
     output = tmp_path / "out"
     commit_run(output, "first")
     csv = (output / "resultats_pca.csv").read_bytes()
-    digests = manifest(output)[write.FILES_SHA256]
+    digests = manifest(output)[names.FILES_SHA256]
     assert digests == {"resultats_pca.csv": hashlib.sha256(csv).hexdigest()}
     # A run that keeps the committed outputs keeps their digests too.
-    commit = write.OutputCommit.begin(str(output), Storage(Config()))
+    commit = OutputCommit.begin(str(output), Storage(Config()))
     commit.keep_previous()
     commit.finish({"command": "run"}, [])
-    assert manifest(output)[write.FILES_SHA256] == digests
+    assert manifest(output)[names.FILES_SHA256] == digests
     # A replaced CSV no longer matches: a reader can tell it is not the committed run's.
     (output / "resultats_pca.csv").write_text("a later, uncommitted run")
     replaced = hashlib.sha256((output / "resultats_pca.csv").read_bytes()).hexdigest()
-    assert replaced != manifest(output)[write.FILES_SHA256]["resultats_pca.csv"]
+    assert replaced != manifest(output)[names.FILES_SHA256]["resultats_pca.csv"]

@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _summary(document: dict[str, Any]) -> str:
-    from fruitlens import report
+    from fruitlens.outputs import report
 
     return report.summary(document)
 

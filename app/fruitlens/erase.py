@@ -32,7 +32,7 @@ from typing import Any
 from fruitlens import checksum, paths
 from fruitlens.config import Config
 from fruitlens.errors import Failure, UsageError
-from fruitlens.storage import S3Location, Storage, local_path
+from fruitlens.outputs.storage import S3Location, Storage, local_path
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,10 @@ def delete_object(storage: Storage, uri: str) -> bool:
 def erase_command(config: Config) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
-    from fruitlens import report as run_report
-    from fruitlens import session, write
+    from fruitlens import session
+    from fruitlens.outputs import names
+    from fruitlens.outputs import report as run_report
+    from fruitlens.outputs.commit import write_json, write_parquet
 
     storage = Storage(config)
     if not config.output:
@@ -107,9 +109,9 @@ def erase_command(config: Config) -> dict[str, Any]:
     if bad:
         raise UsageError(f"--image-id {bad[0]!r} is not a SHA-256 content id (64 hex digits)")
     output = config.output.rstrip("/")
-    run_json = paths.join(output, write.RUN_JSON)
+    run_json = paths.join(output, names.RUN_JSON)
     if not storage.exists(run_json):
-        raise UsageError(f"{output} holds no {write.RUN_JSON}: pass the --output folder of a run")
+        raise UsageError(f"{output} holds no {names.RUN_JSON}: pass the --output folder of a run")
     document = json.loads(storage.read_bytes(run_json))
     outputs: dict[str, str] = dict(document.get("outputs") or {})
 
@@ -173,7 +175,7 @@ def erase_command(config: Config) -> dict[str, Any]:
         target = next_version(output, name, located[name])
         if storage.has_children(target):  # left by an erase that failed: never referenced
             storage.delete_tree(target)
-        write.write_parquet(frame.where(~matches), target)
+        write_parquet(frame.where(~matches), target)
         after = spark.read.parquet(target).count()
         if after != before - erased:
             raise Failure(f"{name}: {before} - {erased} rows expected, {after} written")
@@ -199,10 +201,10 @@ def erase_command(config: Config) -> dict[str, Any]:
             # The outputs no longer match the input they were made from: an --incremental rerun
             # must recompute them rather than keep them as they are.
             document.pop("fingerprint", None)
-            digests = document.setdefault(write.FILES_SHA256, {})
+            digests = document.setdefault(names.FILES_SHA256, {})
             for uri, filtered in csv_ready.items():
                 digests[uri.rsplit("/", 1)[-1]] = checksum.sha256(filtered)
-            write.write_json(document, run_json, storage)
+            write_json(document, run_json, storage)
             for uri, filtered in csv_ready.items():
                 storage.upload(filtered, uri, "text/csv; charset=utf-8")
             for name in rewritten:

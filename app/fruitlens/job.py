@@ -18,9 +18,13 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 import fruitlens
-from fruitlens import checksum, paths, session, weights, write
+from fruitlens import checksum, paths, session, weights
 from fruitlens.config import Config
 from fruitlens.errors import Failure, UsageError
+from fruitlens.outputs import names
+from fruitlens.outputs.commit import OutputCommit, write_json, write_parquet
+from fruitlens.outputs.report import RunReport
+from fruitlens.outputs.storage import Storage, local_path
 from fruitlens.pipeline import classify, decode, evaluate, images, plots, reduce
 from fruitlens.pipeline.featurize import (
     FeaturizerSpec,
@@ -28,8 +32,6 @@ from fruitlens.pipeline.featurize import (
     processed_rows,
     rejected_rows,
 )
-from fruitlens.report import RunReport
-from fruitlens.storage import Storage, local_path
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +116,9 @@ def require_output(config: Config, storage: Storage) -> str:
     if not config.output:
         raise UsageError("--output is required")
     if storage.has_children(config.output) and not (config.overwrite or config.incremental):
-        if not storage.exists(paths.join(config.output, write.RUN_JSON)):
+        if not storage.exists(paths.join(config.output, names.RUN_JSON)):
             raise UsageError(
-                f"output {config.output} holds files but no {write.RUN_JSON} (a run that "
+                f"output {config.output} holds files but no {names.RUN_JSON} (a run that "
                 "failed, or files of another tool); pass --overwrite to replace them"
             )
         raise UsageError(
@@ -251,7 +253,7 @@ def stored_features(
         return None, None
     from pyspark.ml.functions import vector_to_array
 
-    location = previous.get("outputs", {}).get(write.FEATURES)
+    location = previous.get("outputs", {}).get(names.FEATURES)
     if not location:
         return None, None
     stored = spark.read.parquet(location).select(
@@ -378,7 +380,7 @@ def train_and_save(
     featurizer: dict[str, Any],
     output: str,
     storage: Storage,
-    commit: write.OutputCommit | None = None,
+    commit: OutputCommit | None = None,
 ) -> tuple[Any, classify.ModelCard]:
     """Fit, then save the model with the featurizer settings it will demand at predict time.
 
@@ -412,13 +414,13 @@ def train_and_save(
     training_ids = training.select("image_id").distinct()
     if commit is None:
         classify.save(model, card, output, storage)
-        write.write_parquet(training_ids, paths.join(output, write.TRAINING_IDS))
+        write_parquet(training_ids, paths.join(output, names.TRAINING_IDS))
         return model, card
-    model_uri = commit.folder(write.MODEL)
+    model_uri = commit.folder(names.MODEL)
     model.write().overwrite().save(model_uri)
     card.model_dir = model_uri.rstrip("/").rsplit("/", 1)[-1]
-    commit.put_bytes(classify.MODEL_JSON, card.to_json().encode(), "application/json")
-    commit.parquet(training_ids, write.TRAINING_IDS)
+    commit.put_bytes(names.MODEL_JSON, card.to_json().encode(), "application/json")
+    commit.parquet(training_ids, names.TRAINING_IDS)
     return model, card
 
 
@@ -427,17 +429,17 @@ def evaluate_and_save(
     card: classify.ModelCard,
     test: DataFrame,
     config: Config,
-    commit: write.OutputCommit,
+    commit: OutputCommit,
 ) -> dict[str, Any]:
     scored = classify.score(model, test).persist()
     scores = evaluate.metrics(scored, card.classes)
-    commit.put_json(write.EVALUATION_JSON, scores)
+    commit.put_json(names.EVALUATION_JSON, scores)
     if config.plots:
         heatmap = plots.confusion_heatmap(
             scores["confusion_matrix"], card.classes, scores["accuracy"]
         )
-        commit.put_bytes(f"{write.PLOTS}/confusion_matrix.png", heatmap, "image/png")
-    commit.parquet(scored.drop("label_index", "prediction"), write.PREDICTIONS)
+        commit.put_bytes(names.CONFUSION_MATRIX_PNG, heatmap, "image/png")
+    commit.parquet(scored.drop("label_index", "prediction"), names.PREDICTIONS)
     scored.unpersist()
     return scores
 
@@ -450,7 +452,7 @@ def run_command(config: Config) -> dict[str, Any]:
     resolved = resolve_weights(config, storage)
     report = RunReport("run", config)
     # Cleans what a failed run left; datasets go to new versions until run.json commits them.
-    commit = write.OutputCommit.begin(output, storage)
+    commit = OutputCommit.begin(output, storage)
     spark = session.start_session(config, "fruitlens-run")
     previous = commit.previous_document
     # A committed run without a pca section stopped short (too few images): never kept.
@@ -467,10 +469,10 @@ def run_command(config: Config) -> dict[str, Any]:
     counts = result.counts
     processed = compact(result.processed)
     with report.stage("write_features", counts["listed"]):
-        commit.parquet(processed, write.FEATURES)
-        rejected_uri = commit.parquet(compact(result.rejected), write.REJECTED)
+        commit.parquet(processed, names.FEATURES)
+        rejected_uri = commit.parquet(compact(result.rejected), names.REJECTED)
     if counts["processed"] < 2:
-        commit.finish(report.to_dict(), [write.FEATURES, write.REJECTED])
+        commit.finish(report.to_dict(), [names.FEATURES, names.REJECTED])
         raise UsageError(
             f"only {counts['processed']} of {counts['listed']} images could be processed; "
             f"see {rejected_uri}"
@@ -486,8 +488,8 @@ def run_command(config: Config) -> dict[str, Any]:
             config.pca_max_k,
         )
         projected = reduce.project(reduction, features).persist()
-        commit.parquet(projected, write.PCA)
-        commit.put_csv(write.CLIENT_CSV, reduce.pca_columns(projected, reduction.k))
+        commit.parquet(projected, names.PCA)
+        commit.put_csv(names.CLIENT_CSV, reduce.pca_columns(projected, reduction.k))
     report.sections["pca"] = {
         "k": reduction.k,
         "explained_variance": round(reduction.cumulative_variance, 6),
@@ -500,10 +502,10 @@ def run_command(config: Config) -> dict[str, Any]:
     if config.plots:
         with report.stage("plots"):
             draw_pca_plots(projected, reduction, config, commit)
-    produced = [write.FEATURES, write.PCA, write.REJECTED, write.CLIENT_CSV]
-    produced += [write.PLOTS] if config.plots else []
+    produced = [names.FEATURES, names.PCA, names.REJECTED, names.CLIENT_CSV]
+    produced += [names.PLOTS] if config.plots else []
     if report.sections["classifier"].get("trained"):
-        produced += [write.PREDICTIONS, classify.MODEL_JSON, write.EVALUATION_JSON]
+        produced += [names.PREDICTIONS, names.MODEL_JSON, names.EVALUATION_JSON]
     # run.json last, in one PUT: the commit point; then the replaced versions are deleted.
     return commit.finish(report.to_dict(), produced)
 
@@ -515,7 +517,7 @@ def compact(frame: DataFrame) -> DataFrame:
 
 
 def keep_committed_run(
-    previous: dict[str, Any], report: RunReport, commit: write.OutputCommit
+    previous: dict[str, Any], report: RunReport, commit: OutputCommit
 ) -> dict[str, Any]:
     """Same files, weights and settings as the committed run: its outputs are this run's, and
     nothing is featurized, reduced or trained again."""
@@ -539,7 +541,7 @@ def classify_if_possible(
     output: str,
     storage: Storage,
     report: RunReport,
-    commit: write.OutputCommit,
+    commit: OutputCommit,
 ) -> dict[str, Any]:
     parts = split_for_training(features, config)
     if parts is None:
@@ -564,11 +566,11 @@ def classify_if_possible(
 
 
 def draw_pca_plots(
-    projected: DataFrame, reduction: reduce.Reduction, config: Config, commit: write.OutputCommit
+    projected: DataFrame, reduction: reduce.Reduction, config: Config, commit: OutputCommit
 ) -> None:
     target = None if config.pca_k else config.pca_variance
     commit.put_bytes(
-        f"{write.PLOTS}/explained_variance.png",
+        names.EXPLAINED_VARIANCE_PNG,
         plots.explained_variance(reduction.explained_variance, target),
         "image/png",
     )
@@ -587,7 +589,7 @@ def draw_pca_plots(
 
     points = np.array([row["pc"][:2] for row in rows])
     commit.put_bytes(
-        f"{write.PLOTS}/pca_scatter.png",
+        names.PCA_SCATTER_PNG,
         plots.pca_scatter(points, [row["label"] for row in rows]),
         "image/png",
     )
@@ -596,16 +598,16 @@ def draw_pca_plots(
 # --- train / evaluate / predict on their own ----------------------------------------------------
 def read_run_document(run_uri: str, storage: Storage) -> dict[str, Any]:
     """run.json of an earlier `fruitlens run` (its --output folder); checked before Spark starts."""
-    run_json = paths.join(run_uri, write.RUN_JSON)
+    run_json = paths.join(run_uri, names.RUN_JSON)
     if not storage.exists(run_json):
-        raise UsageError(f"{run_uri} holds no {write.RUN_JSON}: pass the --output folder of a run")
+        raise UsageError(f"{run_uri} holds no {names.RUN_JSON}: pass the --output folder of a run")
     return json.loads(storage.read_bytes(run_json))
 
 
 def read_features(spark: SparkSession, run_uri: str, document: dict[str, Any]) -> DataFrame:
     # run.json names the current version of each dataset (erasure swaps versions through it).
-    default = paths.join(run_uri, write.FEATURES)
-    return spark.read.parquet(document.get("outputs", {}).get(write.FEATURES, default))
+    default = paths.join(run_uri, names.FEATURES)
+    return spark.read.parquet(document.get("outputs", {}).get(names.FEATURES, default))
 
 
 def require_features_run(config: Config, storage: Storage) -> dict[str, Any]:
@@ -641,7 +643,7 @@ def train_command(config: Config) -> dict[str, Any]:
         "classes": len(card.classes),
     }
     document = report.to_dict()
-    write.write_json(document, paths.join(output, "train.json"), storage)
+    write_json(document, paths.join(output, names.TRAIN_JSON), storage)
     return document
 
 
@@ -673,7 +675,7 @@ def evaluate_command(config: Config) -> dict[str, Any]:
     output = require_output(config, storage)
     require_model(config, storage)
     report = RunReport("evaluate", config)
-    commit = write.OutputCommit.begin(output, storage)
+    commit = OutputCommit.begin(output, storage)
     spark = session.start_session(config, "fruitlens-evaluate")
     model, card = classify.load(str(config.model), storage)
     features = read_features(spark, config.features, source)
@@ -688,7 +690,7 @@ def evaluate_command(config: Config) -> dict[str, Any]:
     report.sections["classifier"] = {
         key: scores[key] for key in ("accuracy", "macro_f1", "top3_accuracy", "images")
     }
-    produced = [write.EVALUATION_JSON, write.PREDICTIONS] + ([write.PLOTS] if config.plots else [])
+    produced = [names.EVALUATION_JSON, names.PREDICTIONS] + ([names.PLOTS] if config.plots else [])
     return commit.finish(report.to_dict(), produced)
 
 
@@ -716,7 +718,7 @@ def predict_command(config: Config) -> dict[str, Any]:
     resolved = resolve_weights(config, storage)
     check_compatible(card, resolved.sha256, card.image_size)
     report = RunReport("predict", config)
-    commit = write.OutputCommit.begin(output, storage)
+    commit = OutputCommit.begin(output, storage)
     # The model is read through s3a, so only once the session has the jars and settings.
     spark = session.start_session(config, "fruitlens-predict")
     model, _ = classify.load(str(config.model), storage)
@@ -732,9 +734,9 @@ def predict_command(config: Config) -> dict[str, Any]:
             F.col("probability"),
             F.col("top3"),
         )
-        commit.parquet(predictions, write.PREDICTIONS)
-        commit.parquet(result.rejected, write.REJECTED)
-        commit.put_csv("predictions.csv", flat_predictions(scored))
+        commit.parquet(predictions, names.PREDICTIONS)
+        commit.parquet(result.rejected, names.REJECTED)
+        commit.put_csv(names.PREDICTIONS_CSV, flat_predictions(scored))
     report.sections["classifier"] = {"model": config.model, "classes": len(card.classes)}
-    produced = [write.PREDICTIONS, write.REJECTED, "predictions.csv"]
+    produced = [names.PREDICTIONS, names.REJECTED, names.PREDICTIONS_CSV]
     return commit.finish(report.to_dict(), produced)

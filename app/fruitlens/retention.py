@@ -13,7 +13,7 @@ from typing import Any
 
 from fruitlens.config import Config
 from fruitlens.errors import UsageError
-from fruitlens.storage import Storage
+from fruitlens.outputs.storage import Storage
 
 NONCURRENT_DAYS = 1
 ABORT_MULTIPART_DAYS = 1

@@ -26,7 +26,7 @@ from typing import Any
 from fruitlens import checksum, paths
 from fruitlens.config import Config
 from fruitlens.errors import UsageError
-from fruitlens.storage import S3Location, Storage, local_path
+from fruitlens.outputs.storage import S3Location, Storage, local_path
 
 log = logging.getLogger(__name__)
 
@@ -423,8 +423,8 @@ def output_name(relative: str, cleaned: Cleaned) -> str:
 
 
 def sanitize_command(config: Config) -> dict[str, Any]:
-    from fruitlens import write
-    from fruitlens.report import RunReport
+    from fruitlens.outputs.commit import write_json
+    from fruitlens.outputs.report import RunReport
 
     storage = Storage(config)
     if not config.input or not config.output:
@@ -508,7 +508,7 @@ def sanitize_command(config: Config) -> dict[str, Any]:
     }
     report.sections["files"] = files
     document = report.to_dict()
-    write.write_json(document, paths.join(config.output, REPORT_NAME), storage)
+    write_json(document, paths.join(config.output, REPORT_NAME), storage)
     log.info(
         "sanitize: %d written (%d had metadata), %d rejected",
         totals["written"],

@@ -22,11 +22,10 @@ from pyspark.sql import functions as F
 
 from fruitlens import paths
 from fruitlens.errors import UsageError
+from fruitlens.outputs import names
+from fruitlens.outputs.storage import Storage
 from fruitlens.pipeline import reduce
-from fruitlens.storage import Storage
 
-MODEL_DIR = "model"  # write.MODEL: runs version it as model@N, named by model.json
-MODEL_JSON = "model.json"
 LABEL_INDEX = "label_index"
 WEIGHT = "class_weight"
 TOP_K = 3
@@ -55,7 +54,7 @@ class ModelCard:
     extra: dict[str, Any] = field(default_factory=dict)
     # The Spark ML folder beside model.json (model@N after a rerun); relative, so a copied
     # model folder still loads.
-    model_dir: str = MODEL_DIR
+    model_dir: str = names.MODEL
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, ensure_ascii=False)
@@ -171,15 +170,17 @@ def score(model: PipelineModel, features: DataFrame, min_confidence: float = 0.0
 
 
 def save(model: PipelineModel, card: ModelCard, output: str, storage: Storage) -> None:
-    model.write().overwrite().save(paths.join(output, MODEL_DIR))
-    storage.write_bytes(paths.join(output, MODEL_JSON), card.to_json().encode(), "application/json")
+    model.write().overwrite().save(paths.join(output, names.MODEL))
+    storage.write_bytes(
+        paths.join(output, names.MODEL_JSON), card.to_json().encode(), "application/json"
+    )
 
 
 def load_card(model_uri: str, storage: Storage) -> ModelCard:
     """model.json alone: enough to check compatibility before any Spark work."""
-    card_uri = paths.join(model_uri, MODEL_JSON)
+    card_uri = paths.join(model_uri, names.MODEL_JSON)
     if not storage.exists(card_uri):
-        raise ModelError(f"{model_uri} holds no {MODEL_JSON}: not a fruitlens model")
+        raise ModelError(f"{model_uri} holds no {names.MODEL_JSON}: not a fruitlens model")
     try:
         return ModelCard(**json.loads(storage.read_bytes(card_uri)))
     except (ValueError, TypeError) as exc:

@@ -137,7 +137,7 @@ class Storage:
     def list_children(self, uri: str) -> list[str]:
         """Names directly under a folder/prefix (files and sub-folders), sorted.
 
-        Used by the output commit (write.OutputCommit) to find versions a failed run left.
+        Used by the output commit (commit.OutputCommit) to find versions a failed run left.
         """
         if not paths.is_s3(uri):
             folder = local_path(uri)

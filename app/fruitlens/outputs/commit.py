@@ -6,7 +6,7 @@ Parquet dataset of a command to a NEW version prefix when the output already hol
 (CSV, plots, model.json, evaluation.json) once every dataset is written, then the manifest
 (run.json) in one PUT naming the new versions in its `outputs` map -- the commit point -- and
 only then deletes the versions it replaced. Readers resolve datasets through that map, as
-`fruitlens erase` (which swaps versions the same way) and `job.read_features` do. A run killed
+`fruitlens erase` and `commands.preflight.read_features` do. A run killed
 before the manifest leaves the previous run.json pointing at the previous, complete versions;
 the next run deletes the unreferenced versions it finds and aborts pending multipart uploads.
 """
@@ -26,34 +26,18 @@ from typing import Any
 from pyspark.sql import DataFrame
 
 from fruitlens import checksum, paths
-from fruitlens.storage import Storage
+from fruitlens.outputs.names import (
+    FILES_SHA256,
+    MODEL,
+    RUN_JSON,
+    SINGLE_OUTPUTS,
+    TRAINING_IDS,
+    VERSIONED,
+)
+from fruitlens.outputs.storage import Storage
 
 log = logging.getLogger(__name__)
 
-# Output layout under --output; the README documents each entry.
-FEATURES = "features"
-PCA = "pca"
-REJECTED = "rejected"
-PREDICTIONS = "predictions"
-PLOTS = "plots"
-CLIENT_CSV = "resultats_pca.csv"
-RUN_JSON = "run.json"
-EVALUATION_JSON = "evaluation.json"
-# run.json's map of each single object's SHA-256: the fixed-name files (the client's CSV) are
-# replaced a moment before run.json, so a reader can tell whether they belong to it.
-FILES_SHA256 = "files_sha256"
-
-MODEL = "model"
-TRAINING_IDS = "training_image_ids"
-
-# Datasets with rows per image (erase.DATASETS lists the same four).
-DATASETS = (FEATURES, PCA, REJECTED, PREDICTIONS)
-# Folders written to a new version per run; model.json names its model folder's version, so
-# the pair changes in one PUT.
-VERSIONED = (*DATASETS, MODEL, TRAINING_IDS)
-# Names a run writes as single objects (each one PUT); removed when left by a run that never
-# committed (no manifest names them). erasure-log.jsonl and anything else are never touched.
-SINGLE_OUTPUTS = (CLIENT_CSV, "predictions.csv", EVALUATION_JSON, PLOTS, "model.json")
 # What an interrupted Spark/s3a write leaves beside or inside a dataset.
 WRITER_LEFTOVERS = ("_temporary", "__magic", ".spark-staging")
 _VERSION = re.compile(r"^(?P<name>[^@/]+)@(?P<version>\d+)$")
