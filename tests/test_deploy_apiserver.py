@@ -30,7 +30,8 @@ from deploy.harness import (
     tool,
 )
 from deploy.pods import spark_pods
-from fruitlens import submit
+from fruitlens import sparkapp
+from fruitlens.commands import submit
 
 pytestmark = pytest.mark.slow
 
@@ -226,7 +227,7 @@ def test_submit_completed(server: ApiServer, api: tuple[Any, Any], tmp_path: Pat
     set_status(
         {"applicationState": {"state": "COMPLETED"}, "driverInfo": {"podName": f"{name}-driver"}}
     )
-    assert run_.result() == submit.EXIT_OK, run_.out.getvalue()
+    assert run_.result() == sparkapp.EXIT_OK, run_.out.getvalue()
     out = run_.out.getvalue()
     assert out.index(": SUBMITTED") < out.index(": RUNNING") < out.index(": COMPLETED")
     assert "driver log unavailable" not in out
@@ -242,7 +243,7 @@ def test_submit_failed_exits_non_zero(
     set_status({"applicationState": {"state": "RUNNING"}})
     run_.wait_for(": RUNNING")
     set_status({"applicationState": {"state": "FAILED", "errorMessage": "driver exited with 1"}})
-    assert run_.result() == submit.EXIT_FAILED
+    assert run_.result() == sparkapp.EXIT_FAILED
     assert "FAILED: driver exited with 1" in run_.out.getvalue()
 
 
@@ -250,7 +251,7 @@ def test_submit_times_out(server: ApiServer, tmp_path: Path) -> None:
     argv = _argv(server, _manifest(tmp_path, "e2e-timeout"))
     argv[argv.index("--timeout") + 1] = "1"
     run_ = Submission(argv).start()
-    assert run_.result() == submit.EXIT_TIMEOUT
+    assert run_.result() == sparkapp.EXIT_TIMEOUT
     assert "timed out" in run_.out.getvalue()
 
 
@@ -260,13 +261,13 @@ def test_submit_existing_needs_replace(
     name = "e2e-replace"
     manifest = _manifest(tmp_path, name)
     first = Submission(_argv(server, manifest, "--no-wait")).start()
-    assert first.result() == submit.EXIT_OK
+    assert first.result() == sparkapp.EXIT_OK
     second = Submission(_argv(server, manifest, "--no-wait")).start()
-    assert second.result() == submit.EXIT_USAGE
+    assert second.result() == sparkapp.EXIT_USAGE
     custom, _ = api
     before = custom.get_namespaced_custom_object(GROUP, VERSION, "fruitlens", PLURAL, name)
     third = Submission(_argv(server, manifest, "--no-wait", "--replace")).start()
-    assert third.result() == submit.EXIT_OK, third.out.getvalue()
+    assert third.result() == sparkapp.EXIT_OK, third.out.getvalue()
     after = custom.get_namespaced_custom_object(GROUP, VERSION, "fruitlens", PLURAL, name)
     assert after["metadata"]["uid"] != before["metadata"]["uid"]
 
@@ -280,7 +281,7 @@ def test_submit_refuses_a_namespace_without_the_chart(
     manifest = tmp_path / "nosa.yaml"
     manifest.write_text(yaml.safe_dump(app))
     status = submit.run_submit(Submission(_argv(server, manifest)).args, out=io.StringIO())
-    assert status == submit.EXIT_USAGE
+    assert status == sparkapp.EXIT_USAGE
     assert "serviceaccount empty/fruitlens does not exist" in capsys.readouterr().err
 
 

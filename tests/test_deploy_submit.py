@@ -13,7 +13,8 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from deploy.harness import CHART, one, render_chart, tool
-from fruitlens import cli, submit
+from fruitlens import cli, sparkapp
+from fruitlens.commands import submit
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -44,7 +45,7 @@ def test_dry_run_set_and_release(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_chart_errors_are_reported_not_raised(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--dry-run", "--helm", tool("helm"), "--set", "sparkConf.spark\\.master=local"]
-    assert cli.main(["submit", *argv]) == submit.EXIT_USAGE
+    assert cli.main(["submit", *argv]) == sparkapp.EXIT_USAGE
     assert "helm template failed" in capsys.readouterr().err
 
 
@@ -61,8 +62,8 @@ def test_manifest_file_picks_the_single_application(
 def test_manifest_namespace_conflict_is_refused(tmp_path: Path) -> None:
     manifest = tmp_path / "app.yaml"
     manifest.write_text(yaml.safe_dump(one(render_chart("kind"), "SparkApplication")))
-    with pytest.raises(submit.SubmitError, match="namespace"):
-        submit.load_application(parse(["--manifest", str(manifest), "-n", "other"]))
+    with pytest.raises(sparkapp.SubmitError, match="namespace"):
+        sparkapp.load_application(parse(["--manifest", str(manifest), "-n", "other"]))
 
 
 @pytest.mark.parametrize(
@@ -75,8 +76,8 @@ def test_manifest_namespace_conflict_is_refused(tmp_path: Path) -> None:
     ],
 )
 def test_pick_application_refuses(documents: list[dict[str, Any]], message: str) -> None:
-    with pytest.raises(submit.SubmitError, match=message):
-        submit.pick_application(yaml.safe_dump_all(documents), "test")
+    with pytest.raises(sparkapp.SubmitError, match=message):
+        sparkapp.pick_application(yaml.safe_dump_all(documents), "test")
 
 
 class ScriptedApi:
@@ -124,7 +125,7 @@ def _wait(api: ScriptedApi, core: Any = None, timeout: float = 100.0) -> tuple[i
     def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    status = submit.wait_for_application(
+    status = sparkapp.wait_for_application(
         api, core, "ns", "app", timeout, 5.0, out, clock=lambda: now[0], sleep=sleep
     )
     return status, out.getvalue()
@@ -145,7 +146,7 @@ def test_completed_exits_zero_and_streams_the_driver_log() -> None:
     )
     core = FakeCore("Running", [b"featurizing 42 images\n", b"accuracy 0.97\n"])
     status, out = _wait(api, core)
-    assert status == submit.EXIT_OK
+    assert status == sparkapp.EXIT_OK
     assert out.index("NEW") < out.index("SUBMITTED") < out.index("RUNNING") < out.index("COMPLETED")
     assert "featurizing 42 images\naccuracy 0.97\n" in out
     assert core.log_requests == [("ns", "app-driver")]
@@ -154,19 +155,19 @@ def test_completed_exits_zero_and_streams_the_driver_log() -> None:
 def test_failed_exits_non_zero_with_the_operator_message() -> None:
     failed = {"applicationState": {"state": "FAILED", "errorMessage": "driver pod failed"}}
     status, out = _wait(ScriptedApi([running(), failed]))
-    assert status == submit.EXIT_FAILED
+    assert status == sparkapp.EXIT_FAILED
     assert "FAILED: driver pod failed" in out
 
 
 def test_submission_failed_is_a_failure() -> None:
     status, _ = _wait(ScriptedApi([{"applicationState": {"state": "SUBMISSION_FAILED"}}]))
-    assert status == submit.EXIT_FAILED
+    assert status == sparkapp.EXIT_FAILED
 
 
 def test_timeout_exits_124_and_keeps_polling_until_then() -> None:
     api = ScriptedApi([running()])
     status, out = _wait(api, timeout=30.0)
-    assert status == submit.EXIT_TIMEOUT
+    assert status == sparkapp.EXIT_TIMEOUT
     assert "timed out after 30s in state RUNNING" in out
     assert api.reads == 7  # t = 0, 5, ..., 30
 
@@ -180,12 +181,12 @@ def test_transient_api_errors_are_retried() -> None:
         ]
     )
     status, out = _wait(api)
-    assert status == submit.EXIT_OK
+    assert status == sparkapp.EXIT_OK
     assert "retrying" in out
 
 
 def test_deleted_application_stops_the_wait() -> None:
-    with pytest.raises(submit.SubmitError, match="deleted"):
+    with pytest.raises(sparkapp.SubmitError, match="deleted"):
         _wait(ScriptedApi([running(), ApiException(status=404, reason="gone")]))
 
 
@@ -194,7 +195,7 @@ def test_pending_driver_pod_is_not_asked_for_logs() -> None:
     status, out = _wait(
         ScriptedApi([running(), {"applicationState": {"state": "COMPLETED"}}]), core
     )
-    assert status == submit.EXIT_OK
+    assert status == sparkapp.EXIT_OK
     assert core.log_requests == [] and "never" not in out
 
 
@@ -204,7 +205,7 @@ def test_missing_kubeconfig_is_a_usage_error(
     manifest = tmp_path / "app.yaml"
     manifest.write_text(yaml.safe_dump(one(render_chart("kind"), "SparkApplication")))
     argv = ["--manifest", str(manifest), "--kubeconfig", str(tmp_path / "missing")]
-    assert cli.main(["submit", *argv]) == submit.EXIT_USAGE
+    assert cli.main(["submit", *argv]) == sparkapp.EXIT_USAGE
     assert "kubeconfig" in capsys.readouterr().err
 
 
@@ -227,5 +228,5 @@ def test_unreachable_api_server_fails_cleanly(
     manifest = tmp_path / "app.yaml"
     manifest.write_text(yaml.safe_dump(one(render_chart("kind"), "SparkApplication")))
     argv = ["--manifest", str(manifest), "--kubeconfig", str(kubeconfig)]
-    assert cli.main(["submit", *argv]) == submit.EXIT_FAILED
+    assert cli.main(["submit", *argv]) == sparkapp.EXIT_FAILED
     assert "cannot reach the API server" in capsys.readouterr().err

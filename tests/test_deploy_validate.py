@@ -184,7 +184,9 @@ def test_no_aws_key_anywhere() -> None:
     # The deployment's own files (other documents belong to other concerns and tests).
     sources = [p for base in (CHART, K8S, ROOT / "tests" / "deploy") for p in base.rglob("*")]
     sources += [ROOT / "docs" / "DEPLOY.md", ROOT / "mk" / "k8s.mk"]
-    sources += [ROOT / "app" / "fruitlens" / "submit.py", *ROOT.glob("scripts/*k8s*")]
+    package = ROOT / "app" / "fruitlens"
+    sources += [package / "sparkapp.py", package / "commands" / "submit.py"]
+    sources += [*ROOT.glob("scripts/*k8s*")]
     sources = [p for p in sources if p.is_file() and p.suffix != ".pyc"]
     hits = {str(p): _secret_hits(p.read_text(errors="replace")) for p in sources}
     rendered = {origin: _secret_hits(yaml.safe_dump_all(objs)) for origin, objs in renders()}

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, S3Server, run_cli
-from fruitlens import errors, redact, retention
+from fruitlens import errors, redact
+from fruitlens.commands import retention
 from gdpr_scan import FAKE_CREDENTIALS, FAKE_KEY, FAKE_SECRET, FAKE_TOKEN
 from images import gps_exif_jpeg
 

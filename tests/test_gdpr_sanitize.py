@@ -15,7 +15,8 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from conftest import S3Server, run_cli
-from fruitlens import sanitize
+from fruitlens.outputs import names
+from fruitlens.pipeline import metadata
 from images import encode, gps_exif_jpeg
 
 # What gps_exif_jpeg() and the other fixtures below hide in their metadata.
@@ -75,7 +76,7 @@ def assert_clean(data: bytes) -> None:
 def test_gps_jpeg_loses_exif_losslessly():
     original = gps_exif_jpeg()
     assert b"SERIAL-4242-XYZ" in original and b"Jeanne Grower" in original
-    cleaned = sanitize.clean(original, 10**8)
+    cleaned = metadata.clean(original, 10**8)
     assert {"exif:GPSInfo", "exif:BodySerialNumber", "exif:Artist"} <= set(cleaned.removed)
     assert_clean(cleaned.data)
     assert cleaned.data.startswith(b"\xff\xd8\xff\xe0") and b"JFIF\x00" in cleaned.data[:20]
@@ -86,7 +87,7 @@ def test_gps_jpeg_loses_exif_losslessly():
 
 def test_progressive_jpeg_with_xmp_icc_comment():
     original = loaded_jpeg()
-    cleaned = sanitize.clean(original, 10**8)
+    cleaned = metadata.clean(original, 10**8)
     assert {"xmp", "icc", "comment", "exif:Artist", "exif:BodySerialNumber"} <= set(cleaned.removed)
     assert_clean(cleaned.data)
     assert np.array_equal(pixels(original), pixels(cleaned.data))
@@ -96,7 +97,7 @@ def test_progressive_jpeg_with_xmp_icc_comment():
 
 def test_png_keeps_pixels_and_transparency_drops_text_exif_icc_time():
     original = loaded_png()
-    cleaned = sanitize.clean(original, 10**8)
+    cleaned = metadata.clean(original, 10**8)
     assert {"text:Author", "comment", "xmp", "exif:Artist", "icc", "time"} <= set(cleaned.removed)
     assert_clean(cleaned.data)
     assert np.array_equal(pixels(original), pixels(cleaned.data))
@@ -107,10 +108,10 @@ def test_other_formats_are_reencoded_losslessly_as_png():
     image = Image.new("RGB", (33, 21), (5, 99, 250))
     image.putpixel((3, 4), (1, 2, 3))
     original = encode(image, "TIFF", exif=artist_exif())
-    cleaned = sanitize.clean(original, 10**8)
+    cleaned = metadata.clean(original, 10**8)
     assert cleaned.converted_to == "png" and "re-encoded losslessly as PNG" in cleaned.note
     assert "exif:Artist" in cleaned.removed
-    assert cleaned.data.startswith(sanitize.PNG_SIGNATURE)
+    assert cleaned.data.startswith(metadata.PNG_SIGNATURE)
     assert_clean(cleaned.data)
     assert np.array_equal(pixels(original), pixels(cleaned.data))
 
@@ -119,8 +120,8 @@ def test_other_formats_are_reencoded_losslessly_as_png():
     "data", [b"", b"plain text, not a photo\n", gps_exif_jpeg()[:300], b"\x89PNG\r\n\x1a\n"]
 )
 def test_non_images_and_broken_files_are_refused(data):
-    with pytest.raises(sanitize.NotAnImage):
-        sanitize.clean(data, 10**8)
+    with pytest.raises(metadata.NotAnImage):
+        metadata.clean(data, 10**8)
 
 
 def make_tree(root: Path) -> dict[str, bytes]:
@@ -156,7 +157,7 @@ def test_sanitize_cli_on_local_folders(tmp_path):
         "Test/Pépino 2/scan.png",
         "Training/Apple Braeburn/gps.jpg",
         "Training/Apple Braeburn/loaded.jpg",
-        sanitize.REPORT_NAME,
+        names.SANITIZE_REPORT,
     ]
     for relative in written:
         assert_clean((tmp_path / "out" / relative).read_bytes())
@@ -164,7 +165,7 @@ def test_sanitize_cli_on_local_folders(tmp_path):
         assert np.array_equal(
             pixels(files[relative]), pixels((tmp_path / "out" / relative).read_bytes())
         )
-    report = json.loads((tmp_path / "out" / sanitize.REPORT_NAME).read_text())
+    report = json.loads((tmp_path / "out" / names.SANITIZE_REPORT).read_text())
     by_path = {entry.get("path"): entry for entry in report["files"]}
     assert "exif:BodySerialNumber" in by_path["Training/Apple Braeburn/gps.jpg"]["removed"]
     assert by_path["Test/Pépino 2/notes.jpg"]["status"] == "rejected"
@@ -203,6 +204,6 @@ def test_sanitize_on_s3_encrypts_and_pseudonymizes(s3_server: S3Server, tmp_path
         head = client.head_object(Bucket=bucket, Key=key)
         assert head.get("ServerSideEncryption") == "AES256", key
         assert_clean(client.get_object(Bucket=bucket, Key=key)["Body"].read())
-    report = client.get_object(Bucket=bucket, Key=f"raw/{sanitize.REPORT_NAME}")["Body"].read()
+    report = client.get_object(Bucket=bucket, Key=f"raw/{names.SANITIZE_REPORT}")["Body"].read()
     assert b"gps.jpg" not in report and b"Apple Braeburn" not in report  # ids, not paths
     assert all("path" not in entry for entry in json.loads(report)["files"])

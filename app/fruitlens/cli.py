@@ -11,7 +11,8 @@ import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from fruitlens import __version__, config, errors, redact, submit
+from fruitlens import __version__, config, errors, redact
+from fruitlens.commands import submit
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -108,11 +109,12 @@ def _json(document: dict[str, Any]) -> str:
 def _command(
     module: str, name: str, render: Callable[[dict[str, Any]], str]
 ) -> Callable[[config.Config], int]:
-    """Run `fruitlens.<module>.<name>(cfg)` (imported late: Spark and TF load slowly) and print
-    its document: jobs end with the one-screen summary, GDPR commands with their JSON report."""
+    """Run `fruitlens.commands.<module>.<name>(cfg)` (imported late: Spark and TF load slowly)
+    and print its document: jobs end with the one-screen summary, GDPR commands with their JSON
+    report."""
 
     def handler(cfg: config.Config) -> int:
-        print(render(getattr(importlib.import_module(f"fruitlens.{module}"), name)(cfg)))
+        print(render(getattr(importlib.import_module(f"fruitlens.commands.{module}"), name)(cfg)))
         return 0
 
     return handler
@@ -127,10 +129,10 @@ def _jars(cfg: config.Config) -> int:
 
 
 HANDLERS: dict[str, Callable[[config.Config], int]] = {
-    config.RUN: _command("job", "run_command", _summary),
-    config.TRAIN: _command("job", "train_command", _summary),
-    config.EVALUATE: _command("job", "evaluate_command", _summary),
-    config.PREDICT: _command("job", "predict_command", _summary),
+    config.RUN: _command("run", "run_command", _summary),
+    config.TRAIN: _command("train", "train_command", _summary),
+    config.EVALUATE: _command("evaluate", "evaluate_command", _summary),
+    config.PREDICT: _command("predict", "predict_command", _summary),
     config.SANITIZE: _command("sanitize", "sanitize_command", _json),
     config.ERASE: _command("erase", "erase_command", _json),
     config.RETENTION: _command("retention", "retention_command", _json),

@@ -38,10 +38,6 @@ class ResolvedWeights:
     sha256: str
 
     @property
-    def is_imagenet(self) -> bool:
-        return self.spec == "imagenet"
-
-    @property
     def is_seeded(self) -> bool:
         return SEEDED.fullmatch(self.spec) is not None
 

@@ -83,12 +83,18 @@ def version_of(uri: str) -> int:
     return int(found.group("version")) if found else 1
 
 
-def committed_manifest(output: str, storage: Storage) -> dict[str, Any]:
-    """The run.json last committed under the output ({} when there is none)."""
-    uri = paths.join(output, RUN_JSON)
+def committed_manifest(output: str, storage: Storage, manifest: str = RUN_JSON) -> dict[str, Any]:
+    """The manifest (run.json) last committed under the output ({} when there is none)."""
+    uri = paths.join(output, manifest)
     if not storage.exists(uri):
         return {}
     return json.loads(storage.read_bytes(uri))
+
+
+def dataset_location(output: str, document: dict[str, Any], name: str) -> str:
+    """Where a committed run keeps a dataset: its run.json names the current version (erasure
+    and reruns swap versions through that map); the plain name for manifests without one."""
+    return document.get("outputs", {}).get(name, paths.join(output, name))
 
 
 class OutputCommit:
@@ -98,10 +104,12 @@ class OutputCommit:
     `put_file` for single objects (held back until `finish`), then `finish(document)`.
     """
 
-    def __init__(self, output: str, storage: Storage) -> None:
+    def __init__(self, output: str, storage: Storage, manifest: str = RUN_JSON) -> None:
         self.output = output.rstrip("/")
         self.storage = storage
-        self.previous_document = committed_manifest(self.output, storage)
+        # run.json for every command but `train`, whose model folder has train.json.
+        self.manifest = manifest
+        self.previous_document = committed_manifest(self.output, storage, manifest)
         self.previous: dict[str, str] = dict(self.previous_document.get("outputs") or {})
         if self.previous_document and not self.previous:
             # A manifest from before outputs were versioned: the plain names are current.
@@ -124,8 +132,8 @@ class OutputCommit:
         atexit.register(shutil.rmtree, self._workdir, True)  # also when the run fails
 
     @classmethod
-    def begin(cls, output: str, storage: Storage) -> OutputCommit:
-        commit = cls(output, storage)
+    def begin(cls, output: str, storage: Storage, manifest: str = RUN_JSON) -> OutputCommit:
+        commit = cls(output, storage, manifest)
         commit.remove_leftovers()
         return commit
 
@@ -218,7 +226,7 @@ class OutputCommit:
                 digests = {**(self.previous_document.get(FILES_SHA256) or {}), **digests}
             document["outputs"] = dict(sorted(outputs.items()))
             document[FILES_SHA256] = dict(sorted(digests.items()))
-            write_json(document, paths.join(self.output, RUN_JSON), self.storage)
+            write_json(document, paths.join(self.output, self.manifest), self.storage)
             current = {uri.rstrip("/") for uri in outputs.values()}
             for name, uri in self.previous.items():
                 ours = base_name(name) in VERSIONED or name in SINGLE_OUTPUTS

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import importlib.metadata
+import json
 import logging
 import platform
 import time
@@ -11,12 +12,36 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fruitlens
+from fruitlens import checksum, weights
 from fruitlens.config import Config
 
+if TYPE_CHECKING:
+    from fruitlens.pipeline.featurize import Featurized
+
 log = logging.getLogger(__name__)
+
+# Settings that change a run's outputs for the same images: `--incremental` keeps the committed
+# outputs as they are only when these, the inputs and the featurizer are all unchanged.
+RESULT_SETTINGS = (
+    "input",
+    "image_size",
+    "max_pixels",
+    "pca_k",
+    "pca_variance",
+    "pca_max_k",
+    "classifier",
+    "cv_folds",
+    "test_fraction",
+    "class_weights",
+    "seed",
+    "plots",
+    "pseudonymize",
+    "sse",
+    "sse_kms_key",
+)
 
 
 def _version(*distributions: str) -> str | None:
@@ -77,6 +102,35 @@ class RunReport:
         rate = f", {images / elapsed:.1f} images/s" if images and elapsed > 0 else ""
         log.info("stage %s: done in %.1f s%s", name, elapsed, rate)
 
+    def record_featurization(self, result: Featurized) -> None:
+        """The `images`, `model` and throughput sections (after the `featurize` stage)."""
+        counts = result.counts
+        if result.reused is not None:
+            self.sections["incremental"] = {
+                "reused_features": result.reused,
+                "featurized_now": counts["processed"] - result.reused,
+            }
+        elapsed = self.timings_s["featurize"]
+        self.sections["images"] = counts
+        self.sections["throughput_images_per_s"] = (
+            round(counts["listed"] / elapsed, 3) if elapsed else None
+        )
+        self.sections["model"] = {
+            "name": "VGG16",
+            "include_top": False,
+            "pooling": "avg",
+            "image_size": result.spec.image_size,
+            "feature_dim": weights.FEATURE_DIM,
+            **result.resolved.describe(),
+        }
+        log.info(
+            "featurized %d of %d images (%d rejected) at %s images/s",
+            counts["processed"],
+            counts["listed"],
+            counts["rejected"],
+            self.sections["throughput_images_per_s"],
+        )
+
     def to_dict(self) -> dict[str, Any]:
         cfg = self.config
         residency = {
@@ -100,6 +154,19 @@ class RunReport:
             "config": cfg.public_dict(),
             **self.sections,
         }
+
+
+def run_fingerprint(config: Config, digest: str, resolved: weights.ResolvedWeights) -> str:
+    """What decides a run's outputs: inputs, weights, result settings, fruitlens version."""
+    settings = config.public_dict()
+    decisive = {
+        "inputs_sha256": digest,
+        "weights_sha256": resolved.sha256,
+        "settings": {name: settings[name] for name in RESULT_SETTINGS},
+        "fruitlens": fruitlens.__version__,
+    }
+    text = json.dumps(decisive, sort_keys=True, default=str)
+    return checksum.sha256(text.encode("utf-8"))
 
 
 def summary(document: dict[str, Any]) -> str:

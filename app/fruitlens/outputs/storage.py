@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from fruitlens import paths
+from fruitlens import checksum, paths
 from fruitlens.config import Config
 from fruitlens.errors import UsageError
 
@@ -94,8 +94,8 @@ class Storage:
             return local_path(uri).exists()
         location = S3Location.parse(uri)
         if not location.key:
-            return self._bucket_exists(location.bucket)
-        return any(True for _ in self.list_keys(uri, limit=1)) or self._object_exists(location)
+            return self.bucket_exists(location.bucket)
+        return any(True for _ in self.list_keys(uri, limit=1)) or self.object_exists(location)
 
     def has_children(self, uri: str) -> bool:
         if not paths.is_s3(uri):
@@ -104,7 +104,7 @@ class Storage:
         # "folder/" marker objects (console-made folders) hold nothing: skip them.
         return any(not key.endswith("/") for key in self.list_keys(uri))
 
-    def _bucket_exists(self, bucket: str) -> bool:
+    def bucket_exists(self, bucket: str) -> bool:
         from botocore.exceptions import ClientError
 
         try:
@@ -113,7 +113,7 @@ class Storage:
             return False
         return True
 
-    def _object_exists(self, location: S3Location) -> bool:
+    def object_exists(self, location: S3Location) -> bool:
         from botocore.exceptions import ClientError
 
         try:
@@ -153,6 +153,32 @@ class Storage:
             for item in page.get("Contents", []):
                 names.add(item["Key"][len(location.prefix) :])
         return sorted(name for name in names if name)
+
+    def list_files(self, uri: str) -> Iterator[tuple[str, str]]:
+        """(uri, path relative to `uri`) for every object under a folder/prefix, sorted."""
+        if paths.is_s3(uri):
+            root = S3Location.parse(uri)
+            for key_uri in self.list_keys(uri):
+                key = S3Location.parse(key_uri).key
+                relative = key[len(root.prefix) :]
+                if relative and not key.endswith("/"):
+                    yield key_uri, relative
+            return
+        base = local_path(uri)
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            for name in sorted(filenames):
+                full = os.path.join(dirpath, name)
+                yield full, os.path.relpath(full, base).replace(os.sep, "/")
+
+    def sha256(self, uri: str) -> str | None:
+        """SHA-256 of an object's bytes (an image's content id); None if it is gone or a folder."""
+        try:
+            if not self.exists(uri) or (not paths.is_s3(uri) and local_path(uri).is_dir()):
+                return None
+            return checksum.sha256(self.read_bytes(uri))
+        except Exception:
+            return None
 
     def read_bytes(self, uri: str) -> bytes:
         if not paths.is_s3(uri):
@@ -214,6 +240,41 @@ class Storage:
             self.s3.delete_objects(Bucket=location.bucket, Delete={"Objects": batch, "Quiet": True})
         return len(keys)
 
+    def delete_object(self, uri: str) -> bool:
+        """Delete one object (file); False when there was none."""
+        if paths.is_s3(uri):
+            location = S3Location.parse(uri)
+            if not self.object_exists(location):
+                return False
+            self.s3.delete_object(Bucket=location.bucket, Key=location.key)
+            return True
+        target = local_path(uri)
+        if target.is_file():
+            target.unlink()
+            return True
+        return False
+
+    def lifecycle_rules(self, bucket: str) -> list[dict[str, Any]]:
+        """The bucket's lifecycle rules ([] when it has none)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            answer = self.s3.get_bucket_lifecycle_configuration(Bucket=bucket)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "NoSuchLifecycleConfiguration":
+                return []
+            if code in {"NoSuchBucket", "404"}:
+                raise StorageError(f"bucket {bucket!r} does not exist") from exc
+            raise
+        return list(answer.get("Rules", []))
+
+    def put_lifecycle_rules(self, bucket: str, rules: list[dict[str, Any]]) -> None:
+        """Replace the bucket's lifecycle configuration with these rules."""
+        self.s3.put_bucket_lifecycle_configuration(
+            Bucket=bucket, LifecycleConfiguration={"Rules": rules}
+        )
+
     def abort_multipart_uploads(self, uri: str) -> int:
         """Abort unfinished multipart uploads under a prefix (what a killed s3a writer leaves:
         the magic committer's pending uploads are invisible, but they are stored and billed)."""
@@ -229,3 +290,15 @@ class Storage:
                 )
                 aborted += 1
         return aborted
+
+
+def is_inside(child: str, parent: str) -> bool:
+    """Whether one folder/prefix lies under (or is) another, on the same store."""
+
+    def norm(uri: str) -> str:
+        if paths.is_s3(uri):
+            location = S3Location.parse(uri)
+            return f"s3://{location.bucket}/{location.prefix}"
+        return str(local_path(uri).resolve()).rstrip("/") + "/"
+
+    return norm(child).startswith(norm(parent))

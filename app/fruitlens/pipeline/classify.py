@@ -17,10 +17,12 @@ from pyspark.ml.evaluation import MulticlassClassificationEvaluator
 from pyspark.ml.feature import IndexToString, StringIndexer
 from pyspark.ml.functions import vector_to_array
 from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+import fruitlens
 from fruitlens import paths
+from fruitlens.config import Config
 from fruitlens.errors import UsageError
 from fruitlens.outputs import names
 from fruitlens.outputs.storage import Storage
@@ -145,11 +147,11 @@ def score(model: PipelineModel, features: DataFrame, min_confidence: float = 0.0
         1,
         TOP_K,
     )
-    names = F.array(*[F.lit(label) for label in labels])
+    label_array = F.array(*[F.lit(label) for label in labels])
     top = F.transform(
         ranked,
         lambda item: F.struct(
-            F.element_at(names, item["index"] + 1).alias("label"),
+            F.element_at(label_array, item["index"] + 1).alias("label"),
             (-item["neg"]).alias("probability"),
         ),
     )
@@ -166,13 +168,6 @@ def score(model: PipelineModel, features: DataFrame, min_confidence: float = 0.0
         .alias("predicted_label"),
         best_probability.alias("probability"),
         top.alias("top3"),
-    )
-
-
-def save(model: PipelineModel, card: ModelCard, output: str, storage: Storage) -> None:
-    model.write().overwrite().save(paths.join(output, names.MODEL))
-    storage.write_bytes(
-        paths.join(output, names.MODEL_JSON), card.to_json().encode(), "application/json"
     )
 
 
@@ -197,3 +192,129 @@ def load(model_uri: str, storage: Storage) -> tuple[PipelineModel, ModelCard]:
             f"{model_uri}/{card.model_dir} is not a readable Spark ML model: {first_line}"
         ) from exc
     return model, card
+
+
+def check_compatible(card: ModelCard, weights_sha256: str, image_size: int) -> None:
+    """A model only understands features made with its own weights at its own size."""
+    if card.weights_sha256 != weights_sha256:
+        raise ModelError(
+            f"model was trained on features from weights {card.weights} (SHA-256 "
+            f"{card.weights_sha256[:12]}...), these come from SHA-256 {weights_sha256[:12]}...; "
+            "featurize with the model's weights"
+        )
+    if card.image_size != image_size:
+        raise ModelError(
+            f"model expects {card.image_size}px images, the features were made at {image_size}px"
+        )
+
+
+def split_for_training(processed: DataFrame, config: Config) -> tuple[DataFrame, DataFrame] | None:
+    """Training/Test folders when both exist, else a seeded stratified hold-out if asked."""
+    splits = {row["split"] for row in processed.select("split").distinct().collect()}
+    if {"Training", "Test"} <= splits:
+        return (
+            processed.where(F.col("split") == "Training"),
+            processed.where(F.col("split") == "Test"),
+        )
+    if config.test_fraction:
+        order = Window.partitionBy("label").orderBy(F.rand(config.seed), F.col("image_id"))
+        ranked = processed.withColumn("_rank", F.percent_rank().over(order))
+        return (
+            ranked.where(F.col("_rank") >= config.test_fraction).drop("_rank"),
+            ranked.where(F.col("_rank") < config.test_fraction).drop("_rank"),
+        )
+    return None
+
+
+def class_balance(training: DataFrame) -> dict[str, Any]:
+    counts = {
+        row["label"]: int(row["count"]) for row in training.groupBy("label").count().collect()
+    }
+    smallest, largest = min(counts.values()), max(counts.values())
+    return {
+        "training_counts": dict(sorted(counts.items())),
+        "imbalance_ratio": round(largest / smallest, 3) if smallest else None,
+    }
+
+
+def model_card(
+    model: PipelineModel,
+    chosen: dict[str, Any],
+    training: DataFrame,
+    k: int,
+    config: Config,
+    featurizer: dict[str, Any],
+) -> ModelCard:
+    """model.json for a fitted model, with the featurizer settings it will demand at predict
+    time (`featurizer`: the `model` section of the run that made the features)."""
+    balance = class_balance(training)
+    # Erasure needs to know whether a model saw an image; the digest fingerprints the set.
+    ids = F.concat_ws(",", F.sort_array(F.collect_list("image_id")))
+    ids_digest = training.select(F.sha2(ids, 256)).first()[0]
+    return ModelCard(
+        classes=classes_of(model),
+        training_counts=balance["training_counts"],
+        weights=featurizer["weights"],
+        weights_sha256=featurizer["weights_sha256"],
+        image_size=int(featurizer["image_size"]),
+        pca_k=k,
+        classifier=config.classifier,
+        hyper_parameters=chosen,
+        fruitlens_version=fruitlens.__version__,
+        trained_on_image_ids_sha256=ids_digest,
+        cv_folds=config.cv_folds,
+        class_weights=config.class_weights,
+        extra={"imbalance_ratio": balance["imbalance_ratio"]},
+    )
+
+
+def flat_predictions(scored: DataFrame) -> DataFrame:
+    """The client's CSV shape: top-3 as plain columns instead of an array of structs."""
+    columns = [F.col("image_id"), F.col("path"), F.col("predicted_label"), F.col("probability")]
+    for rank in range(TOP_K):
+        item = F.element_at(F.col("top3"), rank + 1)
+        columns += [
+            item["label"].alias(f"top{rank + 1}_label"),
+            item["probability"].alias(f"top{rank + 1}_probability"),
+        ]
+    return scored.select(*columns)
+
+
+def model_verdict(
+    spark: SparkSession,
+    storage: Storage,
+    output: str,
+    outputs: dict[str, str],
+    features: DataFrame | None,
+    id_list: list[str],
+) -> dict[str, Any]:
+    """Did the model trained in a run (`outputs`: its run.json map) see one of these images?
+    Exact when the training ids are stored."""
+    card_uri = outputs.get(names.MODEL_JSON, paths.join(output, names.MODEL_JSON))
+    if not storage.exists(card_uri):
+        return {"trained_model": False, "retrain_required": False}
+    card = json.loads(storage.read_bytes(card_uri))
+    model_root = card_uri.rsplit("/", 1)[0]
+    ids_uri = outputs.get(names.TRAINING_IDS, paths.join(model_root, names.TRAINING_IDS))
+    verdict: dict[str, Any] = {"trained_model": True, "model": model_root}
+    if storage.has_children(ids_uri):
+        seen = spark.read.parquet(ids_uri).where(F.col("image_id").isin(id_list)).count()
+        verdict.update(erased_images_in_training=seen, retrain_required=seen > 0, exact=True)
+        return verdict
+    digest = card.get("trained_on_image_ids_sha256")
+    if features is not None and digest and "split" in features.columns:
+        # Without the stored list, the Training split of the features reproduces the digest
+        # when it is the set the model was trained on.
+        training = features.where(F.col("split") == "Training")
+        joined = F.concat_ws(",", F.sort_array(F.collect_list("image_id")))
+        if training.select(F.sha2(joined, 256)).first()[0] == digest:
+            seen = training.where(F.col("image_id").isin(id_list)).count()
+            verdict.update(erased_images_in_training=seen, retrain_required=seen > 0, exact=True)
+            return verdict
+    verdict.update(
+        erased_images_in_training=None,
+        retrain_required=bool(id_list),
+        exact=False,
+        why="the training set cannot be reconstructed; retrain to be sure",
+    )
+    return verdict

@@ -6,6 +6,8 @@ the bytes, so "processed + rejected == listed" holds by construction.
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,12 +15,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
 
-from fruitlens import checksum
-from fruitlens.pipeline import decode
+from fruitlens import checksum, weights
+from fruitlens.config import Config
+from fruitlens.errors import Failure
+from fruitlens.outputs import names
+from fruitlens.pipeline import decode, images
+
+log = logging.getLogger(__name__)
+
+SIZE_PROBE_FILES = 32
 
 FEATURIZED = StructType(
     [
@@ -55,8 +64,6 @@ def worker_model(spec: FeaturizerSpec) -> Callable[[np.ndarray], np.ndarray]:
 def _build_model(spec: FeaturizerSpec) -> Callable[[np.ndarray], np.ndarray]:
     import tensorflow as tf
     from pyspark import SparkFiles
-
-    from fruitlens import weights
 
     # A task owns `threads` cores; more TensorFlow threads than that only oversubscribe them.
     # Setting them is allowed once, before TensorFlow's runtime starts in this process.
@@ -177,3 +184,170 @@ def rejected_rows(featurized: DataFrame) -> DataFrame:
     return featurized.where(F.col("reason").isNotNull()).select(
         F.col("image_id"), F.col("path"), F.col("reason"), F.col("detail")
     )
+
+
+# --- the driver's side: from --input to counted rows ------------------------------------------
+@dataclass
+class Featurized:
+    processed: DataFrame
+    rejected: DataFrame
+    counts: dict[str, Any]
+    spec: FeaturizerSpec
+    resolved: weights.ResolvedWeights
+    inputs_sha256: str
+    reused: int | None  # features taken from the committed run (--incremental), else None
+
+
+def native_size(files: DataFrame) -> int:
+    """The images' own side length: the commonest larger side among the first files."""
+    sizes = Counter()
+    for row in files.select("content").limit(SIZE_PROBE_FILES).collect():
+        found = decode.image_size(row["content"] or b"")
+        if found:
+            sizes[max(found)] += 1
+    return sizes.most_common(1)[0][0] if sizes else 100
+
+
+def featurize_input(
+    spark: SparkSession,
+    config: Config,
+    resolved: weights.ResolvedWeights,
+    image_size: int | None,
+    require_label: bool,
+    stored: DataFrame | None = None,
+) -> tuple[DataFrame, FeaturizerSpec]:
+    """Read, name and featurize every file under --input; the result is cached for reuse.
+
+    `stored` (image_id, features) are features of an earlier run made with the same weights and
+    size: images whose content id is among them are not featurized again.
+    """
+    files = images.read_binary_files(spark, str(config.input))
+    root = images.qualified_root(spark, str(config.input))
+    named = images.with_names(files, root)
+    spark.sparkContext.addFile(str(resolved.local_path))
+    spec = FeaturizerSpec(
+        weights_file_name=resolved.local_path.name,
+        weights_sha256=resolved.sha256,
+        image_size=image_size or config.image_size or native_size(files),
+        batch_size=config.batch_size,
+        max_pixels=config.max_pixels,
+        threads=int(spark.conf.get("spark.task.cpus", "1") or 1),
+    )
+    if stored is None:
+        computed = featurize_images(named, spec, require_label)
+    else:
+        computed = reuse_stored_features(named, stored, spec, require_label)
+    every_file = computed.unionByName(
+        images.unscanned_files(spark, files), allowMissingColumns=True
+    )
+    return images.as_written(every_file, config).persist(), spec
+
+
+def reuse_stored_features(
+    named: DataFrame, stored: DataFrame, spec: FeaturizerSpec, require_label: bool
+) -> DataFrame:
+    """Stored features for known content ids, the network only for the new images."""
+    marked = named.join(
+        F.broadcast(stored.select(F.col("image_id"), F.lit(True).alias("stored"))),
+        on="image_id",
+        how="left",
+    )
+    reusable = F.col("stored").isNotNull()
+    if require_label:
+        reusable = reusable & F.col("label").isNotNull()
+    known = (
+        marked.where(reusable)
+        .select(F.col("image_id"), F.col("path"), F.col("label"), F.col("split"))
+        .join(F.broadcast(stored), on="image_id", how="inner")
+        .select(
+            F.col("image_id"),
+            F.col("path"),
+            F.col("label"),
+            F.col("split"),
+            F.col("features"),
+            F.lit(None).cast("string").alias("reason"),
+            F.lit(None).cast("string").alias("detail"),
+            F.lit(True).alias("reused"),
+        )
+    )
+    new = marked.where(~reusable).drop("stored")
+    return featurize_images(new, spec, require_label).unionByName(known, allowMissingColumns=True)
+
+
+def stored_features(
+    spark: SparkSession, config: Config, previous: dict[str, Any], resolved: weights.ResolvedWeights
+) -> tuple[DataFrame | None, int | None]:
+    """Features of the run committed under --output (`previous`, its run.json), if --incremental
+    and made the same way.
+
+    They are copied into Spark's own block storage first (localCheckpoint) because this run
+    may replace the very files they come from.
+    """
+    if not (config.incremental and previous):
+        return None, None
+    made_with = previous.get("model", {})
+    size = made_with.get("image_size")
+    if made_with.get("weights_sha256") != resolved.sha256 or (
+        config.image_size is not None and config.image_size != size
+    ):
+        log.warning(
+            "--incremental: stored features were made with other weights or size; "
+            "featurizing everything again"
+        )
+        return None, None
+    from pyspark.ml.functions import vector_to_array
+
+    location = previous.get("outputs", {}).get(names.FEATURES)
+    if not location:
+        return None, None
+    stored = spark.read.parquet(location).select(
+        F.col("image_id"), vector_to_array(F.col("features"), "float32").alias("features")
+    )
+    return stored.dropDuplicates(["image_id"]).localCheckpoint(eager=True), int(size)
+
+
+def count_outcomes(featurized: DataFrame) -> dict[str, Any]:
+    by_reason = {
+        (row["reason"] or ""): int(row["count"])
+        for row in featurized.groupBy("reason").count().collect()
+    }
+    processed = by_reason.pop("", 0)
+    rejected = sum(by_reason.values())
+    return {
+        "listed": processed + rejected,
+        "processed": processed,
+        "rejected": rejected,
+        "rejected_by_reason": dict(sorted(by_reason.items())),
+    }
+
+
+def featurize_and_count(
+    spark: SparkSession,
+    config: Config,
+    resolved: weights.ResolvedWeights,
+    image_size: int | None = None,
+    require_label: bool = True,
+    stored: DataFrame | None = None,
+) -> Featurized:
+    """Every file under --input accounted for: listed = processed + rejected, or a Failure."""
+    featurized, spec = featurize_input(spark, config, resolved, image_size, require_label, stored)
+    counts = count_outcomes(featurized)
+    digest = images.inputs_digest(featurized)
+    if counts["listed"] != counts["processed"] + counts["rejected"]:
+        raise Failure(f"image accounting broken: {counts}")
+    reused = featurized.where(F.col("reused")).count() if stored is not None else None
+    return Featurized(
+        processed_rows(featurized),
+        rejected_rows(featurized),
+        counts,
+        spec,
+        resolved,
+        digest,
+        reused,
+    )
+
+
+def compact(frame: DataFrame) -> DataFrame:
+    """One partition per core for the feature tables (2 KB a row): the scan's split, one task per
+    ~128 files, would make each PCA and cross-validation iteration a job of hundreds of tasks."""
+    return frame.coalesce(frame.sparkSession.sparkContext.defaultParallelism)

@@ -7,6 +7,9 @@ and are rejected with that reason later, never dropped.
 
 from __future__ import annotations
 
+import logging
+import os
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from pyspark.sql import DataFrame, SparkSession
@@ -14,9 +17,15 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from fruitlens import checksum
+from fruitlens.config import Config
 from fruitlens.pipeline import decode
 
+log = logging.getLogger(__name__)
+
 SPLITS = ("Training", "Test")
+# What each file looks like in the outputs; with the settings and weights, it decides the rest
+# (a rejection follows from the bytes), so listing and hashing alone can tell "unchanged".
+INPUT_FIELDS = ("image_id", "path", "label", "split")
 
 
 def read_binary_files(spark: SparkSession, input_uri: str) -> DataFrame:
@@ -80,3 +89,73 @@ def unscanned_files(spark: SparkSession, files: DataFrame) -> DataFrame:
         F.lit(decode.EMPTY_FILE).alias("reason"),
         F.lit("0-byte file: listed by Spark, skipped by its scan").alias("detail"),
     )
+
+
+def symlink_loop(root: Path) -> tuple[Path, Path] | None:
+    """A folder link under `root` that points back at one of its own ancestors, if any."""
+    stack = [(root, frozenset({root.resolve()}))]
+    while stack:
+        folder, ancestors = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue  # unreadable: Spark will say so
+        for entry in entries:
+            try:
+                if not entry.is_dir(follow_symlinks=True):
+                    continue
+                real = Path(entry.path).resolve(strict=True)
+            except (OSError, RuntimeError):
+                continue  # a dangling or self-resolving link lists nothing
+            if real in ancestors:
+                return Path(entry.path), real
+            stack.append((Path(entry.path), ancestors | {real}))
+    return None
+
+
+def as_written(every_file: DataFrame, config: Config) -> DataFrame:
+    """The path column as the outputs hold it: the content id when --pseudonymize."""
+    if config.pseudonymize:
+        return every_file.withColumn("path", F.col("image_id"))
+    return every_file
+
+
+def listed_inputs(spark: SparkSession, config: Config) -> DataFrame:
+    """Every file under --input as the outputs name it, from listing and hashing alone."""
+    files = read_binary_files(spark, str(config.input))
+    named = with_names(files, qualified_root(spark, str(config.input)))
+    columns = [F.col(name) for name in INPUT_FIELDS]
+    every_file = named.select(*columns).unionByName(unscanned_files(spark, files).select(*columns))
+    return as_written(every_file, config)
+
+
+def inputs_digest(every_file: DataFrame) -> str:
+    """SHA-256 over each file's (id, path, label, split) as the outputs name them."""
+    fields = [F.coalesce(F.col(name), F.lit("")) for name in INPUT_FIELDS]
+    lines = F.array_sort(F.collect_list(F.concat_ws("\t", *fields)))
+    return every_file.select(F.sha2(F.concat_ws("\n", lines), 256)).first()[0]
+
+
+def normalize_path(path: str) -> str:
+    """A source path in the form Spark's binaryFile stores it (file:/abs/path or s3a://b/k)."""
+    if path.startswith("s3://"):
+        return "s3a://" + path[len("s3://") :]
+    if path.startswith("s3a://"):
+        return path
+    if path.startswith("file://"):
+        return hadoop_path_string(path)
+    if path.startswith("file:"):
+        return path
+    return "file:" + os.path.abspath(path)
+
+
+def paths_with_ids(spark: SparkSession, input_uri: str, id_list: list[str]) -> set[str]:
+    """The files under an input whose content ids are listed (pseudonymized outputs hold no
+    path: the sources are found by hashing the input again)."""
+    try:
+        files = read_binary_files(spark, input_uri)
+        rows = files.where(F.sha2(F.col("content"), 256).isin(id_list)).select("path").collect()
+    except Exception as exc:  # the input may be gone already: nothing left to delete there
+        log.warning("could not scan %s for sources: %s", input_uri, type(exc).__name__)
+        return set()
+    return {row["path"] for row in rows}

@@ -11,6 +11,13 @@ matplotlib.use("Agg")  # batch job: no display, ever
 
 import matplotlib.pyplot as plt
 import numpy as np
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from fruitlens.outputs import names
+from fruitlens.pipeline.reduce import Reduction
+
+SCATTER_POINTS = 5000
 
 
 def _png(figure: plt.Figure) -> bytes:
@@ -75,3 +82,25 @@ def confusion_heatmap(matrix: np.ndarray, classes: Sequence[str], accuracy: floa
     axis.set_title(f"Confusion matrix, row-normalised (accuracy {accuracy:.1%})")
     figure.colorbar(image, ax=axis, fraction=0.04, label="fraction of the true class")
     return _png(figure)
+
+
+def pca_plots(
+    projected: DataFrame, reduction: Reduction, target: float | None, seed: int
+) -> dict[str, bytes]:
+    """The explained-variance curve and, when k >= 2, a scatter of the first two components
+    over at most SCATTER_POINTS images; keyed by their names under --output."""
+    drawn = {names.EXPLAINED_VARIANCE_PNG: explained_variance(reduction.explained_variance, target)}
+    if reduction.k < 2:
+        return drawn
+    from pyspark.ml.functions import vector_to_array
+
+    total = projected.count()
+    sample = (
+        projected
+        if total <= SCATTER_POINTS
+        else projected.sample(fraction=SCATTER_POINTS / total, seed=seed)
+    )
+    rows = sample.select(vector_to_array(F.col("pca")).alias("pc"), F.col("label")).collect()
+    points = np.array([row["pc"][:2] for row in rows])
+    drawn[names.PCA_SCATTER_PNG] = pca_scatter(points, [row["label"] for row in rows])
+    return drawn

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pyspark.ml import Pipeline, PipelineModel
@@ -21,6 +22,15 @@ class Reduction:
     @property
     def cumulative_variance(self) -> float:
         return float(sum(self.explained_variance))
+
+    def summary(self, target_variance: float | None) -> dict[str, Any]:
+        """run.json's `pca` section."""
+        return {
+            "k": self.k,
+            "explained_variance": round(self.cumulative_variance, 6),
+            "explained_variance_per_component": [round(v, 6) for v in self.explained_variance],
+            "target_variance": target_variance,
+        }
 
 
 def pca_pipeline(k: int, input_col: str = "features", output_col: str = "pca") -> Pipeline:

@@ -57,21 +57,6 @@ def _rule_prefix(rule: dict[str, Any]) -> str | None:
     return (rule.get("Filter") or {}).get("Prefix")
 
 
-def current_rules(storage: Storage, bucket: str) -> list[dict[str, Any]]:
-    from botocore.exceptions import ClientError
-
-    try:
-        answer = storage.s3.get_bucket_lifecycle_configuration(Bucket=bucket)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code == "NoSuchLifecycleConfiguration":
-            return []
-        if code in {"NoSuchBucket", "404"}:
-            raise UsageError(f"bucket {bucket!r} does not exist") from exc
-        raise
-    return list(answer.get("Rules", []))
-
-
 def retention_command(config: Config) -> dict[str, Any]:
     if not config.bucket:
         raise UsageError("--bucket is required")
@@ -80,15 +65,13 @@ def retention_command(config: Config) -> dict[str, Any]:
     bucket = config.bucket.removeprefix("s3a://").removeprefix("s3://").strip("/")
     ours = lifecycle_rules(config.prefix, config.days)
     storage = Storage(config)
-    if not storage._bucket_exists(bucket):
+    if not storage.bucket_exists(bucket):
         raise UsageError(f"bucket {bucket!r} does not exist or is not reachable")
     covered = {rule["Filter"]["Prefix"] for rule in ours}
     # A rule already on one of our prefixes (ours or the IaC's) is replaced, never doubled.
-    kept = [rule for rule in current_rules(storage, bucket) if _rule_prefix(rule) not in covered]
-    storage.s3.put_bucket_lifecycle_configuration(
-        Bucket=bucket, LifecycleConfiguration={"Rules": kept + ours}
-    )
-    applied = current_rules(storage, bucket)
+    kept = [rule for rule in storage.lifecycle_rules(bucket) if _rule_prefix(rule) not in covered]
+    storage.put_lifecycle_rules(bucket, kept + ours)
+    applied = storage.lifecycle_rules(bucket)
     missing = [rule["ID"] for rule in ours if rule["ID"] not in {r.get("ID") for r in applied}]
     if missing:
         raise UsageError(f"the bucket did not keep the rules {missing}")

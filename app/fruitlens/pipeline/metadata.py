@@ -1,4 +1,4 @@
-"""`fruitlens sanitize`: copy images with every metadata block removed and the pixels unchanged.
+"""Image bytes without their metadata blocks, pixels unchanged (what `fruitlens sanitize` writes).
 
 JPEG and PNG are rewritten at the byte level: metadata segments/chunks are dropped and the
 compressed image data is copied verbatim, so the decoded pixels are bit-identical (checked by
@@ -6,31 +6,20 @@ decoding both versions). Re-encoding a JPEG would change its pixels, so it is ne
 other format Pillow can read is decoded and re-encoded losslessly as PNG (the report says so, and
 the file gets a .png name). Files that are not images are not copied and are listed as rejected.
 
-Plain Python over Storage (local folders or S3 through boto3, every write with the configured
-SSE), one file at a time: memory holds one image, whatever the number of files.
+Plain Python on bytes, one file at a time: memory holds one image, whatever the number of files.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import os
 import struct
 import warnings
-from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from fruitlens import checksum, paths
-from fruitlens.config import Config
-from fruitlens.errors import UsageError
-from fruitlens.outputs.storage import S3Location, Storage, local_path
-
 log = logging.getLogger(__name__)
-
-REPORT_NAME = "_sanitize_report.json"  # leading "_": Spark's listing skips it in a later run
 
 JPEG_SOI = b"\xff\xd8"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -382,38 +371,10 @@ def verify_pixels(before: bytes, after: bytes, max_pixels: int) -> None:
         raise AssertionError("metadata removal changed the pixels")  # a bug, never silent
 
 
-# --- walking the input --------------------------------------------------------------------------
+# --- naming the copies ---------------------------------------------------------------------------
 def is_hidden(relative: str) -> bool:
     """Spark (and Hadoop) skip names starting with '.' or '_' anywhere in the path."""
     return any(part.startswith((".", "_")) for part in PurePosixPath(relative).parts)
-
-
-def list_files(input_uri: str, storage: Storage) -> Iterator[tuple[str, str]]:
-    """(uri, path relative to the input) for every object under the input, sorted."""
-    if paths.is_s3(input_uri):
-        root = S3Location.parse(input_uri)
-        for uri in storage.list_keys(input_uri):
-            key = S3Location.parse(uri).key
-            relative = key[len(root.prefix) :]
-            if relative and not key.endswith("/"):
-                yield uri, relative
-        return
-    base = local_path(input_uri)
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames.sort()
-        for name in sorted(filenames):
-            full = os.path.join(dirpath, name)
-            yield full, os.path.relpath(full, base).replace(os.sep, "/")
-
-
-def _inside(child: str, parent: str) -> bool:
-    def norm(uri: str) -> str:
-        if paths.is_s3(uri):
-            location = S3Location.parse(uri)
-            return f"s3://{location.bucket}/{location.prefix}"
-        return str(local_path(uri).resolve()).rstrip("/") + "/"
-
-    return norm(child).startswith(norm(parent))
 
 
 def output_name(relative: str, cleaned: Cleaned) -> str:
@@ -422,107 +383,6 @@ def output_name(relative: str, cleaned: Cleaned) -> str:
     return relative
 
 
-def sanitize_command(config: Config) -> dict[str, Any]:
-    from fruitlens.outputs.commit import write_json
-    from fruitlens.outputs.report import RunReport
-
-    storage = Storage(config)
-    if not config.input or not config.output:
-        raise UsageError("--input and --output are both required")
-    if not storage.exists(config.input) or not storage.has_children(config.input):
-        raise UsageError(f"input {config.input} does not exist or is empty")
-    if _inside(config.output, config.input) or _inside(config.input, config.output):
-        raise UsageError("--output must not be inside --input (nor the other way round)")
-    if storage.has_children(config.output) and not config.overwrite:
-        raise UsageError(
-            f"output {config.output} already holds files; pass --overwrite to replace them"
-        )
-    report = RunReport("sanitize", config)
-    files: list[dict[str, Any]] = []
-    removed_totals: Counter[str] = Counter()
-    totals: Counter[str] = Counter()
-    written: set[str] = set()
-    with report.stage("sanitize"):
-        for uri, relative in list_files(config.input, storage):
-            totals["listed"] += 1
-            if is_hidden(relative):
-                totals["skipped_hidden"] += 1
-                continue
-            data = storage.read_bytes(uri)
-            image_id = checksum.sha256(data)
-            entry: dict[str, Any] = {"image_id": image_id}
-            if not config.pseudonymize:
-                entry["path"] = relative
-            try:
-                cleaned = clean(data, config.max_pixels)
-            except NotAnImage as exc:
-                totals["rejected"] += 1
-                entry.update(status="rejected", reason=str(exc))
-                files.append(entry)
-                continue
-            target = output_name(relative, cleaned)
-            if target in written:
-                totals["rejected"] += 1
-                entry.update(
-                    status="rejected", reason=f"another file is already written as {target}"
-                )
-                files.append(entry)
-                continue
-            written.add(target)
-            storage.write_bytes(paths.join(config.output, target), cleaned.data, _mime(cleaned))
-            status = (
-                "converted"
-                if cleaned.converted_to
-                else ("sanitized" if cleaned.removed else "unchanged")
-            )
-            totals[status] += 1
-            removed_totals.update(set(cleaned.removed))
-            entry.update(
-                status=status,
-                format=cleaned.fmt,
-                removed=cleaned.removed,
-                sanitized_id=checksum.sha256(cleaned.data),
-                bytes_before=len(data),
-                bytes_after=len(cleaned.data),
-            )
-            if not config.pseudonymize and target != relative:
-                entry["output_path"] = target
-            if cleaned.note:
-                entry["note"] = cleaned.note
-            files.append(entry)
-    totals["written"] = totals["sanitized"] + totals["unchanged"] + totals["converted"]
-    report.sections["totals"] = {
-        **{
-            key: totals.get(key, 0)
-            for key in (
-                "listed",
-                "written",
-                "sanitized",
-                "unchanged",
-                "converted",
-                "rejected",
-                "skipped_hidden",
-            )
-        },
-        "files_with": dict(sorted(removed_totals.items())),
-    }
-    report.sections["files"] = files
-    document = report.to_dict()
-    write_json(document, paths.join(config.output, REPORT_NAME), storage)
-    log.info(
-        "sanitize: %d written (%d had metadata), %d rejected",
-        totals["written"],
-        totals["sanitized"],
-        totals["rejected"],
-    )
-    return {
-        "command": "sanitize",
-        "output": config.output,
-        "report": paths.join(config.output, REPORT_NAME),
-        "totals": report.sections["totals"],
-    }
-
-
-def _mime(cleaned: Cleaned) -> str:
+def mime_type(cleaned: Cleaned) -> str:
     kind = cleaned.converted_to or cleaned.fmt
     return {"jpeg": "image/jpeg", "png": "image/png"}.get(kind, "application/octet-stream")
