@@ -122,3 +122,19 @@ def test_readme_documents_every_setting():
     for item in dataclasses.fields(config.Config):
         assert f"`{config.flag_name(item.name)}`" in readme, item.name
         assert f"`{config.env_name(item.name)}`" in readme, item.name
+
+
+def test_credentials_provider_reaches_s3a_and_excludes_anonymous():
+    from fruitlens import session
+
+    provider = "software.amazon.awssdk.auth.credentials.WebIdentityTokenFileCredentialsProvider"
+    cfg = build(s3_credentials_provider=provider)
+    assert session.s3a_settings(cfg)["spark.hadoop.fs.s3a.aws.credentials.provider"] == provider
+    assert "spark.hadoop.fs.s3a.aws.credentials.provider" not in session.s3a_settings(build())
+    with pytest.raises(config.ConfigError, match="exclude each other"):
+        build(s3_anonymous=True, s3_endpoint="http://127.0.0.1:9", s3_credentials_provider=provider)
+
+
+def test_a_missing_config_file_is_a_usage_error(tmp_path):
+    with pytest.raises(config.ConfigError, match=r"--config .*job.yaml: No such file"):
+        build(config=str(tmp_path / "job.yaml"))

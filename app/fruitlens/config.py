@@ -231,6 +231,14 @@ class Config:
         "overlay's moto); only with --s3-endpoint, never to AWS. Example: --s3-anonymous",
         S3_COMMANDS,
     )
+    s3_credentials_provider: str | None = setting(
+        None,
+        "s3a credentials provider class(es), comma-separated; default: Hadoop's own chain. "
+        "On EKS with IRSA the Helm chart sets the web-identity one (the default chain was seen "
+        "reaching the node's role first). Example: --s3-credentials-provider "
+        "software.amazon.awssdk.auth.credentials.WebIdentityTokenFileCredentialsProvider",
+        SPARK_COMMANDS,
+    )
     sse: str | None = setting(
         None,
         "Server-side encryption of every written object: 'kms', 's3' or 'none'; default kms "
@@ -311,6 +319,10 @@ class Config:
         if self.s3_anonymous and not self.s3_endpoint:
             raise ConfigError(
                 "--s3-anonymous needs --s3-endpoint: AWS never gets unsigned requests"
+            )
+        if self.s3_anonymous and self.s3_credentials_provider:
+            raise ConfigError(
+                "--s3-anonymous and --s3-credentials-provider exclude each other: pick one"
             )
         if self.effective_sse == "kms" and not self.sse_kms_key:
             raise ConfigError("--sse kms needs --sse-kms-key ARN")
@@ -423,7 +435,12 @@ def _coerce(name: str, kind: Any, raw: Any) -> Any:
 
 
 def read_config_file(path: str) -> dict[str, Any]:
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        # On Kubernetes: the ConfigMap was not mounted (the operator's webhook must select the
+        # namespace, docs/DEPLOY.md).
+        raise ConfigError(f"--config {path}: {exc.strerror or exc}") from exc
     if path.endswith((".yaml", ".yml")):
         import yaml
 

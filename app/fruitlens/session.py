@@ -1,8 +1,15 @@
 """The SparkSession: local by default, whatever spark-submit says when launched by it.
 
-Under spark-submit (the Spark Operator, a cluster) the master, the jars and any spark.hadoop.*
-key already given win: this module only fills in what is missing, so a SparkApplication's
-sparkConf/hadoopConf are never silently overridden by a default of ours.
+This module is the one place the s3a, committer and tuning settings are built; the Helm chart
+and the kustomize overlays restate none of them. Under spark-submit (the Spark Operator runs
+it inside the driver pod) the job still creates the SparkSession itself, so the settings set
+on the builder here are in the SparkConf the SparkContext starts with: the driver's Hadoop
+configuration is built from it, and executors, which the driver launches afterwards, receive
+it at registration. None of them has to be known at submit time; only what shapes the pods
+(image, resources, service account, volumes) does, and the SparkApplication carries that.
+
+Keys that spark-submit already holds (a SparkApplication's sparkConf/hadoopConf) win over the
+defaults here, so a deliberate override in a manifest is never silently undone.
 """
 
 from __future__ import annotations
@@ -78,6 +85,8 @@ def s3a_settings(config: Config) -> dict[str, str]:
         settings["spark.hadoop.fs.s3a.aws.credentials.provider"] = (
             "org.apache.hadoop.fs.s3a.AnonymousAWSCredentialsProvider"
         )
+    elif config.s3_credentials_provider:
+        settings["spark.hadoop.fs.s3a.aws.credentials.provider"] = config.s3_credentials_provider
     sse = config.effective_sse
     if sse == "kms":
         settings["spark.hadoop.fs.s3a.encryption.algorithm"] = "SSE-KMS"
