@@ -272,6 +272,31 @@ def test_submit_existing_needs_replace(
     assert after["metadata"]["uid"] != before["metadata"]["uid"]
 
 
+def test_submit_sends_the_settings_with_the_application(
+    server: ApiServer, api: tuple[Any, Any], tmp_path: Path
+) -> None:
+    """The ConfigMap the application mounts is created, then replaced on the next submission."""
+    objects = copy.deepcopy(render_kustomize("kind"))
+    app = one(objects, "SparkApplication")
+    settings = one(objects, "ConfigMap", "fruitlens-job")
+    app["metadata"]["name"] = "e2e-settings"
+    settings["metadata"]["name"] = "e2e-settings-job"
+    for volume in app["spec"]["volumes"]:
+        if volume.get("configMap", {}).get("name") == "fruitlens-job":
+            volume["configMap"]["name"] = "e2e-settings-job"
+    _, core = api
+    for output in ("s3a://fruitlens/runs/first", "s3a://fruitlens/runs/second"):
+        job = yaml.safe_load(settings["data"]["job.yaml"])
+        settings["data"]["job.yaml"] = yaml.safe_dump({**job, "output": output})
+        manifest = tmp_path / "with-settings.yaml"
+        manifest.write_text(yaml.safe_dump_all([settings, app]))
+        run_ = Submission(_argv(server, manifest, "--no-wait", "--replace")).start()
+        assert run_.result() == sparkapp.EXIT_OK, run_.out.getvalue()
+        stored = core.read_namespaced_config_map("e2e-settings-job", "fruitlens")
+        assert yaml.safe_load(stored.data["job.yaml"])["output"] == output
+    assert "replaced ConfigMap fruitlens/e2e-settings-job" in run_.out.getvalue()
+
+
 def test_submit_refuses_a_namespace_without_the_chart(
     server: ApiServer, kubectl: Kubectl, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

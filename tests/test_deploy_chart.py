@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib.metadata
 import re
 from pathlib import Path
@@ -28,6 +27,7 @@ from deploy.harness import (
     tool,
 )
 from fruitlens import config as fl_config
+from fruitlens import session
 
 
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
@@ -128,54 +128,70 @@ def test_driver_and_executors_share_the_annotated_account(
         )
 
 
-def test_s3a_credentials(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+def job_config(objects: list[dict[str, Any]], tmp_path: Path) -> fl_config.Config:
+    """The Config the driver builds from the rendered command line and ConfigMap."""
+    spec = app_of(objects)["spec"]
+    config_file = tmp_path / "job.yaml"
+    config_file.write_text(one(objects, "ConfigMap")["data"]["job.yaml"])
+    args = list(spec["arguments"][1:])
+    args[args.index("--config") + 1] = str(config_file)
+    flags = vars(_run_parser().parse_args(args))
+    return fl_config.build_config(fl_config.RUN, flags, environ={})
+
+
+def test_manifest_restates_no_s3a_setting(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    """fruitlens builds them (session.s3a_settings); the manifest passes only job settings."""
+    _, objects = rendered
+    spec = app_of(objects)["spec"]
+    assert "hadoopConf" not in spec
+    assert not any("s3a" in key or "commit" in key for key in spec.get("sparkConf", {}))
+    assert spec["arguments"] == ["run", "--config", "/etc/fruitlens/job.yaml"]
+
+
+def test_s3a_settings_the_job_builds(
+    rendered: tuple[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """What s3a gets on each target, computed by the job's own code from the chart's files."""
     variant, objects = rendered
-    hadoop = app_of(objects)["spec"]["hadoopConf"]
+    s3a = session.s3a_settings(job_config(objects, tmp_path))
+    hadoop = {k.removeprefix("spark.hadoop."): v for k, v in s3a.items() if "hadoop" in k}
     provider = hadoop["fs.s3a.aws.credentials.provider"]
     if variant == "kind":
         assert provider == "org.apache.hadoop.fs.s3a.AnonymousAWSCredentialsProvider"
         assert hadoop["fs.s3a.path.style.access"] == "true"
+        assert hadoop["fs.s3a.connection.ssl.enabled"] == "false"
         assert hadoop["fs.s3a.endpoint"].startswith("http://s3.fruitlens.svc")
+        # s3a names SSE-S3 "AES256"; it refuses the string "SSE-S3" as an unknown algorithm.
+        assert hadoop["fs.s3a.encryption.algorithm"] == "AES256"
+        assert "fs.s3a.encryption.key" not in hadoop
     else:
         assert provider == WEB_IDENTITY
         assert "fs.s3a.endpoint" not in hadoop
-    assert hadoop["fs.s3a.endpoint.region"] == "eu-west-3"
-    assert not any(k.startswith("spark.hadoop.") for k in hadoop), "the operator adds the prefix"
-
-
-def test_encryption_and_committer(rendered: tuple[str, list[dict[str, Any]]]) -> None:
-    variant, objects = rendered
-    spec = app_of(objects)["spec"]
-    hadoop, args = spec["hadoopConf"], spec["arguments"]
-    if variant == "kind":
-        # s3a names SSE-S3 "AES256"; it refuses the string "SSE-S3" as an unknown algorithm.
-        assert hadoop["fs.s3a.encryption.algorithm"] == "AES256"
-        assert "fs.s3a.encryption.key" not in hadoop and "--sse-kms-key" not in args
-        # The driver's boto3 calls must reach the same in-cluster store as s3a, unsigned.
-        endpoint = args[args.index("--s3-endpoint") + 1]
-        assert endpoint == hadoop["fs.s3a.endpoint"]
-        assert "--s3-anonymous" in args and args[args.index("--allow-plain-http") + 1]
-    else:
         assert hadoop["fs.s3a.encryption.algorithm"] == "SSE-KMS"
-        key = hadoop["fs.s3a.encryption.key"]
-        assert key.startswith("arn:aws:kms:eu-west-3:")
-        assert args[args.index("--sse-kms-key") + 1] == key
-        assert args[args.index("--sse") + 1] == "kms"
+        assert hadoop["fs.s3a.encryption.key"].startswith("arn:aws:kms:eu-west-3:")
+    assert hadoop["fs.s3a.endpoint.region"] == "eu-west-3"
     assert hadoop["fs.s3a.committer.name"] == "magic"
-    conf = spec["sparkConf"]
-    assert conf["spark.sql.sources.commitProtocolClass"] == (
+    assert s3a["spark.sql.sources.commitProtocolClass"] == (
         "org.apache.spark.internal.io.cloud.PathOutputCommitProtocol"
     )
-    assert conf["spark.sql.parquet.output.committer.class"] == (
-        "org.apache.spark.internal.io.cloud.BindingParquetOutputCommitter"
-    )
+    # The region the JVM's STS client sees is the job's own.
+    for role in ("driver", "executor"):
+        env = {e["name"]: e["value"] for e in app_of(objects)["spec"][role]["env"]}
+        assert env["AWS_REGION"] == hadoop["fs.s3a.endpoint.region"]
+
+
+def test_irsa_provider_can_be_overridden(tmp_path: Path) -> None:
+    provider = "software.amazon.awssdk.auth.credentials.ContainerCredentialsProvider"
+    proc = helm_template(sets=[f"config.s3_credentials_provider={provider}"])
+    assert proc.returncode == 0, proc.stderr
+    objects = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    assert job_config(objects, tmp_path).s3_credentials_provider == provider
 
 
 def test_no_webhook_rejected_spark_conf(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     _, objects = rendered
     spec = app_of(objects)["spec"]
-    assert not set(spec["sparkConf"]) & set(WEBHOOK_REJECTED)
-    assert not any(k.startswith("spark.hadoop.fs.s3a.") for k in spec["sparkConf"])
+    assert not set(spec.get("sparkConf", {})) & set(WEBHOOK_REJECTED)
 
 
 @pytest.mark.parametrize("key", WEBHOOK_REJECTED)
@@ -188,14 +204,15 @@ def test_chart_refuses_webhook_rejected_keys(key: str) -> None:
 @pytest.mark.parametrize(
     ("sets", "message"),
     [
-        (["s3.region=us-east-1"], "/s3/region"),
-        (["s3.kmsKeyArn="], "kmsKeyArn"),
-        (["job.input=/local/path"], "/job/input"),
-        (["job.settings.batchsize=3"], "batchsize"),
+        (["config.region=us-east-1"], "/config/region"),
+        (["config.sse_kms_key=null"], "sse_kms_key"),
+        (["config.input=/local/path"], "/config/input"),
+        (["config.batchsize=3"], "batchsize"),
+        (["config.classifier=svm"], "/config/classifier"),
         (["unknownTopLevel=1"], "unknownTopLevel"),
         (["driver.memory=2GB"], "/driver/memory"),
         (["mainApplicationFile=s3a://b/main.py"], "mainApplicationFile"),
-        (["s3.extraHadoopConf.fs\\.s3a\\.secret\\.key=x"], "fs.s3a.secret.key"),
+        (["config.spark_conf[0]=spark.hadoop.fs.s3a.secret.key=x"], "/config/spark_conf/0"),
         (["extraEnv[0].name=AWS_SECRET_ACCESS_KEY", "extraEnv[0].value=x"], "extraEnv"),
     ],
 )
@@ -229,24 +246,19 @@ def _run_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def test_job_yaml_and_arguments_are_accepted_by_fruitlens(
+def test_job_yaml_is_accepted_by_fruitlens(
     rendered: tuple[str, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
     """The driver's command line and ConfigMap pass fruitlens' own settings contract."""
     _, objects = rendered
     spec = app_of(objects)["spec"]
-    job_yaml = one(objects, "ConfigMap")["data"]["job.yaml"]
-    config_file = tmp_path / "job.yaml"
-    config_file.write_text(job_yaml)
-    args = list(spec["arguments"][1:])
+    args = spec["arguments"]
     mount = next(m for m in spec["driver"]["volumeMounts"] if m["name"] == "job-config")
     assert args[args.index("--config") + 1] == f"{mount['mountPath']}/job.yaml"
-    args[args.index("--config") + 1] = str(config_file)
-    flags = vars(_run_parser().parse_args(args))
-    cfg = fl_config.build_config(fl_config.RUN, flags, environ={})
-    assert cfg.input == spec["arguments"][spec["arguments"].index("--input") + 1]
+    cfg = job_config(objects, tmp_path)
     assert cfg.region in fl_config.EU_REGIONS
-    file_settings = yaml.safe_load(job_yaml)
+    assert cfg.input and cfg.input.startswith("s3a://")
+    file_settings = yaml.safe_load(one(objects, "ConfigMap")["data"]["job.yaml"])
     for name, value in file_settings.items():
         assert getattr(cfg, name) == value, name
 
@@ -255,12 +267,14 @@ def test_settings_in_schema_are_fruitlens_run_settings() -> None:
     import json
 
     schema = json.loads((CHART / "values.schema.json").read_text())
-    allowed = set(schema["properties"]["job"]["properties"]["settings"]["properties"])
+    allowed = set(schema["properties"]["config"]["properties"])
     run_settings = {f.name for f in fl_config.fields_for(fl_config.RUN)}
     assert allowed <= run_settings, allowed - run_settings
-    # Settings passed as flags by the template are not also settable in the file.
-    assert not allowed & {"input", "output", "weights", "region", "sse", "sse_kms_key"}
-    assert {f.name for f in dataclasses.fields(fl_config.Config)} >= allowed
+    # The chart's own fields decide these (the operator rejects spark.master; the jars and
+    # the region exception have no place on the EU cluster).
+    assert not allowed & {"master", "jars_dir", "allow_non_eu_region"}
+    classifier = fl_config.Config.__dataclass_fields__["classifier"].metadata["choices"]
+    assert schema["properties"]["config"]["properties"]["classifier"]["enum"] == list(classifier)
 
 
 def test_pod_security(rendered: tuple[str, list[dict[str, Any]]]) -> None:

@@ -14,6 +14,7 @@ from deploy.harness import (
     ROLE_ANNOTATION,
     ROOT,
     VARIANTS,
+    WEB_IDENTITY,
     one,
     render_chart,
     render_kustomize,
@@ -71,7 +72,8 @@ def test_kind_overlay_serves_s3_in_cluster() -> None:
     objects = render_kustomize("kind")
     app = one(objects, "SparkApplication")
     service = one(objects, "Service", "s3")
-    endpoint = app["spec"]["hadoopConf"]["fs.s3a.endpoint"]
+    settings = yaml.safe_load(one(objects, "ConfigMap", "fruitlens-job")["data"]["job.yaml"])
+    endpoint = settings["s3_endpoint"]
     port = service["spec"]["ports"][0]["port"]
     assert endpoint == f"http://{service['metadata']['name']}.fruitlens.svc.cluster.local:{port}"
     assert app["spec"]["image"] == "fruitlens:0.1.0"
@@ -98,6 +100,17 @@ def test_eks_overlay_identity_and_encryption() -> None:
     assert app["spec"]["executor"]["serviceAccount"] == account
     sa = one(objects, "ServiceAccount", account)
     assert sa["metadata"]["annotations"][ROLE_ANNOTATION].endswith(":role/fruitlens-job")
-    assert app["spec"]["hadoopConf"]["fs.s3a.encryption.algorithm"] == "SSE-KMS"
-    assert "--pseudonymize" in app["spec"]["arguments"]
-    assert app["spec"]["hadoopConf"]["fs.s3a.endpoint.region"] == "eu-west-3"
+    settings = yaml.safe_load(one(objects, "ConfigMap", "fruitlens-job")["data"]["job.yaml"])
+    assert settings["sse"] == "kms" and settings["sse_kms_key"].startswith("arn:aws:kms:")
+    assert settings["s3_credentials_provider"] == WEB_IDENTITY
+    assert settings["pseudonymize"] is True
+    assert settings["region"] == "eu-west-3"
+
+
+@pytest.mark.parametrize("variant", ["kind", "eks"])
+def test_overlays_patch_settings_not_arguments(variant: str) -> None:
+    """Job settings live in the ConfigMap: no overlay restates the command line or s3a."""
+    for patch in OVERLAYS[variant].glob("*.yaml"):
+        for doc in yaml.safe_load_all(patch.read_text()):
+            if isinstance(doc, dict) and doc.get("kind") == "SparkApplication":
+                assert not {"arguments", "hadoopConf", "sparkConf"} & set(doc["spec"]), patch.name

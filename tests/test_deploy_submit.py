@@ -30,17 +30,22 @@ def test_dry_run_from_chart_prints_the_rendered_application(
     values = str(CHART / "values-eks.yaml")
     status = cli.main(["submit", "--dry-run", "--helm", helm, "-f", values, "--chart", str(CHART)])
     assert status == 0
-    printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed == one(render_chart("eks"), "SparkApplication")
+    printed = list(yaml.safe_load_all(capsys.readouterr().out))
+    # The application and the settings it mounts, in the order they are created.
+    rendered = render_chart("eks")
+    assert printed == [one(rendered, "ConfigMap"), one(rendered, "SparkApplication")]
 
 
 def test_dry_run_set_and_release(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--dry-run", "--helm", tool("helm"), "--release", "nightly", "-n", "batch"]
-    argv += ["--set", "job.output=s3a://b/runs/x"]
+    argv += ["--set", "config.output=s3a://b/runs/x"]
     assert cli.main(["submit", *argv]) == 0
-    app = yaml.safe_load(capsys.readouterr().out)
+    settings, app = yaml.safe_load_all(capsys.readouterr().out)
     assert app["metadata"] == {**app["metadata"], "name": "nightly-fruitlens", "namespace": "batch"}
-    assert "s3a://b/runs/x" in app["spec"]["arguments"]
+    assert settings["metadata"]["namespace"] == "batch"
+    assert yaml.safe_load(settings["data"]["job.yaml"])["output"] == "s3a://b/runs/x"
+    mounted = {v["configMap"]["name"] for v in app["spec"]["volumes"] if "configMap" in v}
+    assert mounted == {settings["metadata"]["name"]}
 
 
 def test_chart_errors_are_reported_not_raised(capsys: pytest.CaptureFixture[str]) -> None:
@@ -53,10 +58,13 @@ def test_manifest_file_picks_the_single_application(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     manifest = tmp_path / "all.yaml"
-    manifest.write_text(yaml.safe_dump_all(render_chart("kind")))
+    unrelated = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "unrelated"}}
+    manifest.write_text(yaml.safe_dump_all([*render_chart("kind"), unrelated]))
     assert cli.main(["submit", "--dry-run", "--manifest", str(manifest)]) == 0
-    app = yaml.safe_load(capsys.readouterr().out)
+    *settings, app = yaml.safe_load_all(capsys.readouterr().out)
     assert app["kind"] == "SparkApplication" and app["metadata"]["namespace"] == "fruitlens"
+    # Only the ConfigMap the application mounts comes along, not the others in the file.
+    assert [c["metadata"]["name"] for c in settings] == ["fruitlens-job"]
 
 
 def test_manifest_namespace_conflict_is_refused(tmp_path: Path) -> None:

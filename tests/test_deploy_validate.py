@@ -267,10 +267,8 @@ def test_bucket_policy_enforces_tls_and_kms() -> None:
     assert '"Null": {"s3:x-amz-server-side-encryption": "true"}' in conditions
     assert '"StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"}' in conditions
     # The key the bucket insists on is the one the chart encrypts with.
-    key = one(render_chart("eks"), "SparkApplication")["spec"]["hadoopConf"][
-        "fs.s3a.encryption.key"
-    ]
-    assert key in conditions
+    settings = yaml.safe_load(one(render_chart("eks"), "ConfigMap")["data"]["job.yaml"])
+    assert settings["sse_kms_key"] in conditions
 
 
 def test_public_access_block_and_lifecycle() -> None:
@@ -281,8 +279,8 @@ def test_public_access_block_and_lifecycle() -> None:
     assert runs["Status"] == "Enabled" and runs["Expiration"]["Days"] > 0
     # Every output the chart and overlays write lands under the expiring prefix.
     for _, objects in renders():
-        args = one(objects, "SparkApplication")["spec"]["arguments"]
-        output = args[args.index("--output") + 1]
+        settings = one(objects, "ConfigMap", "fruitlens-job")["data"]["job.yaml"]
+        output = yaml.safe_load(settings)["output"]
         assert re.fullmatch(r"s3a://[^/]+/runs/.+", output), output
 
 

@@ -1,9 +1,11 @@
 """A SparkApplication on Kubernetes: rendered from the chart, created, followed to its end.
 
 The manifest comes from the Helm chart (`helm template`, so the chart stays the one definition of
-the job) or from a file; the operator does the spark-submit. `fruitlens submit`
-(commands/submit.py) then follows `status.applicationState.state` until the application ends,
-streams the driver's log while it runs, and turns the outcome into an exit status.
+the job) or from a file; the settings ConfigMap the application mounts is created or replaced
+with it, so the job runs with the settings submitted. The operator does the spark-submit.
+`fruitlens submit` (commands/submit.py) then follows `status.applicationState.state` until the
+application ends, streams the driver's log while it runs, and turns the outcome into an exit
+status.
 """
 
 from __future__ import annotations
@@ -105,7 +107,28 @@ def pick_application(text: str, origin: str) -> dict[str, Any]:
     return app
 
 
-def load_application(args: argparse.Namespace) -> dict[str, Any]:
+def mounted_config_maps(text: str, app: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ConfigMaps among the documents that the application mounts: its job settings."""
+    names = {
+        volume["configMap"]["name"]
+        for volume in app.get("spec", {}).get("volumes", [])
+        if volume.get("configMap", {}).get("name")
+    }
+    return [
+        doc
+        for doc in yaml.safe_load_all(text)
+        if isinstance(doc, dict)
+        and doc.get("kind") == "ConfigMap"
+        and doc.get("metadata", {}).get("name") in names
+    ]
+
+
+def load_application(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The SparkApplication and the settings ConfigMaps it mounts that came with it.
+
+    The job's settings live in a ConfigMap (job.yaml), so submitting the application alone
+    would run it with whatever settings the cluster holds; the two travel together.
+    """
     if args.manifest:
         text = Path(args.manifest).read_text(encoding="utf-8")
         app = pick_application(text, args.manifest)
@@ -126,7 +149,10 @@ def load_application(args: argparse.Namespace) -> dict[str, Any]:
             f"{namespace!r}; the driver's Role and service account live in one of them only"
         )
     metadata["namespace"] = namespace
-    return app
+    settings = mounted_config_maps(text, app)
+    for config_map in settings:
+        config_map["metadata"]["namespace"] = namespace
+    return app, settings
 
 
 def kube_clients(kubeconfig: str | None, context: str | None) -> tuple[Any, Any]:
@@ -147,11 +173,12 @@ def kube_clients(kubeconfig: str | None, context: str | None) -> tuple[Any, Any]
     return client.CustomObjectsApi(), client.CoreV1Api()
 
 
-def check_prerequisites(core: Any, app: dict[str, Any]) -> None:
+def check_prerequisites(core: Any, app: dict[str, Any], submitted: Iterable[str] = ()) -> None:
     """Fail before submission on what would only show up as a pod stuck in ContainerCreating.
 
-    The chart's ServiceAccount and ConfigMap are installed by `helm install` or `kubectl apply -k`;
-    submit only creates the SparkApplication.
+    The chart's ServiceAccount and RBAC are installed by `helm install` or `kubectl apply -k`;
+    submit creates the SparkApplication and the ConfigMaps named in `submitted`, so only the
+    other ones must already exist.
     """
     from kubernetes.client.exceptions import ApiException
 
@@ -164,7 +191,7 @@ def check_prerequisites(core: Any, app: dict[str, Any]) -> None:
             needed.append(("serviceaccount", account, core.read_namespaced_service_account))
     for volume in spec.get("volumes", []):
         config_map = volume.get("configMap", {}).get("name")
-        if config_map:
+        if config_map and config_map not in submitted:
             needed.append(("configmap", config_map, core.read_namespaced_config_map))
     seen: set[tuple[str, str]] = set()
     for kind, name, read in needed:
@@ -183,26 +210,58 @@ def check_prerequisites(core: Any, app: dict[str, Any]) -> None:
                 raise
 
 
-def create_application(api: Any, app: dict[str, Any], replace: bool, out: TextIO) -> None:
+def create_application(
+    api: Any,
+    core: Any,
+    app: dict[str, Any],
+    settings: list[dict[str, Any]],
+    replace: bool,
+    out: TextIO,
+) -> None:
+    """Create the application after its settings; an existing one is replaced only if asked.
+
+    The existence check comes first so that a refused submission changes nothing, not even
+    the settings of the application already there.
+    """
     from kubernetes.client.exceptions import ApiException
 
     namespace = app["metadata"]["namespace"]
     name = app["metadata"]["name"]
     try:
-        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, app)
+        api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
     except ApiException as exc:
-        if exc.status != 409:
+        if exc.status != 404:
             raise
+    else:
         if not replace:
             raise SubmitError(
                 f"{KIND} {namespace}/{name} already exists; pass --replace to delete it first, "
                 "or --release/--set to choose another name"
-            ) from exc
+            )
         print(f"deleting the existing {KIND} {namespace}/{name}", file=out)
         api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
         _wait_deleted(api, namespace, name)
-        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, app)
+    for config_map in settings:
+        apply_config_map(core, config_map, out)
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, app)
     print(f"created {KIND} {namespace}/{name}", file=out, flush=True)
+
+
+def apply_config_map(core: Any, config_map: dict[str, Any], out: TextIO) -> None:
+    """Create the ConfigMap, or replace the one of that name (the settings of an earlier run)."""
+    from kubernetes.client.exceptions import ApiException
+
+    namespace = config_map["metadata"]["namespace"]
+    name = config_map["metadata"]["name"]
+    try:
+        core.create_namespaced_config_map(namespace, config_map)
+        verb = "created"
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        core.replace_namespaced_config_map(name, namespace, config_map)
+        verb = "replaced"
+    print(f"{verb} ConfigMap {namespace}/{name}", file=out, flush=True)
 
 
 def _wait_deleted(api: Any, namespace: str, name: str, timeout: float = 120.0) -> None:

@@ -23,8 +23,9 @@ def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--manifest",
         metavar="FILE",
-        help="SparkApplication YAML to submit instead of rendering the chart "
-        "(other documents in the file are ignored). Example: --manifest app.yaml",
+        help="SparkApplication YAML to submit instead of rendering the chart; the settings "
+        "ConfigMap it mounts goes too when the file holds it (other documents are ignored). "
+        "Example: --manifest app.yaml",
     )
     source.add_argument(
         "--chart",
@@ -49,7 +50,7 @@ def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         dest="set_values",
         help="Chart value override, repeatable (helm --set syntax). "
-        "Example: --set job.output=s3a://fruits/runs/2026-11-26",
+        "Example: --set config.output=s3a://fruits/runs/2026-11-26",
     )
     source.add_argument(
         "--release",
@@ -83,8 +84,8 @@ def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
     behaviour.add_argument(
         "--dry-run",
         action="store_true",
-        help="Print the SparkApplication YAML and exit without contacting the cluster. "
-        "Example: --dry-run",
+        help="Print the SparkApplication and its settings ConfigMap as YAML and exit without "
+        "contacting the cluster. Example: --dry-run",
     )
     behaviour.add_argument(
         "--replace",
@@ -125,13 +126,13 @@ def run_submit(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """The work of `fruitlens submit` on parsed arguments (the CLI may call this directly)."""
     out = out or sys.stdout
     try:
-        app = sparkapp.load_application(args)
+        app, settings = sparkapp.load_application(args)
         if args.dry_run:
-            yaml.safe_dump(app, out, sort_keys=False)
+            yaml.safe_dump_all([*settings, app], out, sort_keys=False)
             return sparkapp.EXIT_OK
         api, core = sparkapp.kube_clients(args.kubeconfig, args.context)
-        sparkapp.check_prerequisites(core, app)
-        sparkapp.create_application(api, app, args.replace, out)
+        sparkapp.check_prerequisites(core, app, {c["metadata"]["name"] for c in settings})
+        sparkapp.create_application(api, core, app, settings, args.replace, out)
         if not args.wait:
             return sparkapp.EXIT_OK
         return sparkapp.wait_for_application(

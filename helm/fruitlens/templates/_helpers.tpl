@@ -120,18 +120,12 @@ Writable paths under the read-only root filesystem, mounted in driver and execut
 # Nothing may be written next to the installed code.
 - name: PYTHONDONTWRITEBYTECODE
   value: "1"
-# The STS call of IRSA and boto3 both need a region; the webhook does not always inject one.
+# The STS call of IRSA needs a region the JVM can see at start; the webhook does not always
+# inject one. The same value as the job's own region setting.
 - name: AWS_REGION
-  value: {{ .Values.s3.region | quote }}
+  value: {{ .Values.config.region | quote }}
 - name: AWS_DEFAULT_REGION
-  value: {{ .Values.s3.region | quote }}
-{{- if .Values.s3.endpoint }}
-# Stores other than AWS reject the default checksums of boto3 >= 1.36; AWS keeps them.
-- name: AWS_REQUEST_CHECKSUM_CALCULATION
-  value: when_required
-- name: AWS_RESPONSE_CHECKSUM_VALIDATION
-  value: when_required
-{{- end }}
+  value: {{ .Values.config.region | quote }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
