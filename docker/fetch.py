@@ -3,7 +3,7 @@
 Standard library only: it runs with the base image's /usr/bin/python3 before anything is
 installed, so the image needs neither curl nor fruitlens itself to fetch its own inputs.
 
-  fetch.py jars --lock docker/jars.lock --dest /opt/spark/jars [--repo URL]
+  fetch.py jars --lock app/fruitlens/data/jars.lock --dest /opt/spark/jars [--repo URL]
   fetch.py file --url URL --dest PATH [--md5 HEX] [--sha256 HEX]
 """
 

@@ -69,6 +69,40 @@ def free_port() -> int:
 
 
 @dataclass
+class FileServer:
+    """A folder served over plain HTTP on loopback, standing in for Maven Central or GitHub."""
+
+    root: Path
+    url: str
+    requested: list[str]  # the path of every GET, in order
+
+
+@pytest.fixture
+def file_server(tmp_path: Path) -> Iterator[FileServer]:
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import unquote
+
+    root = tmp_path / "served"
+    root.mkdir()
+    requested: list[str] = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            requested.append(unquote(self.path))
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=root))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield FileServer(root, f"http://127.0.0.1:{server.server_address[1]}", requested)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
 class S3Server:
     endpoint: str
     process: subprocess.Popen[bytes]

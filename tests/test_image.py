@@ -31,7 +31,7 @@ import tomllib
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
 DOCKERFILE = DOCKER / "Dockerfile"
-JARS_LOCK = DOCKER / "jars.lock"
+JARS_LOCK = ROOT / "app" / "fruitlens" / "data" / "jars.lock"
 CONSTRAINTS = DOCKER / "constraints.txt"
 DOCKERIGNORE = ROOT / ".dockerignore"
 WEIGHTS_NAME = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -240,8 +240,10 @@ def test_jars_are_pinned_by_sha256_and_match_the_spark_line() -> None:
         from fruitlens import jars
 
         assert hadoop_aws == jars.hadoop_version(), "hadoop-aws must equal Spark's Hadoop"
+    # The image bakes the lock the package ships (fruitlens.jars reads it): one lock.
     fetches = [rest for keyword, rest in instructions() if "fetch.py jars" in rest]
-    assert fetches and "docker/jars.lock" in DOCKERFILE.read_text()
+    copies = [rest for keyword, rest in instructions() if keyword == "COPY"]
+    assert fetches and any("app/fruitlens/data/jars.lock" in rest for rest in copies)
 
 
 def test_weights_defaults_match_the_engine() -> None:
@@ -558,7 +560,8 @@ def test_image_jars_and_weights(built_image: BuiltImage) -> None:
         + " ".join(names)
         + ' && md5sum "$FRUITLENS_WEIGHTS" && readlink -f "$KERAS_HOME/models/'
         + WEIGHTS_NAME
-        + '" && ls resolved-spark-*.txt'
+        # The job's own check of the baked jars against the lock the package ships.
+        + '" && fruitlens jars'
     )
     proc = built_image.run("bash", "-c", script)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -568,7 +571,7 @@ def test_image_jars_and_weights(built_image: BuiltImage) -> None:
     }
     assert lines[len(names)].split()[0] == built_image.weights_md5
     assert lines[len(names) + 1] == f"/opt/fruitlens/weights/{WEIGHTS_NAME}"
-    assert lines[len(names) + 2] == f"resolved-spark-{pinned_spark_version()}.txt"
+    assert lines[len(names) + 2 : 2 * len(names) + 2] == [f"/opt/spark/jars/{n}" for n in names]
 
 
 @pytest.mark.slow

@@ -1,26 +1,34 @@
-"""The s3a jars, resolved from Maven Central at the versions the installed pyspark needs.
+"""The s3a jars, as pinned by the one jar lock (``data/jars.lock``) and checked on every use.
 
-The versions are derived, not typed in: Hadoop's from the `hadoop-client-api` jar shipped inside
-pyspark, the AWS SDK bundle's from that Hadoop release's own POM, and spark-hadoop-cloud (the S3A
-committers' Spark binding) as the newest release published for pyspark's major.minor line. Every
-jar is checked against Maven Central's SHA-1 before it is moved into the cache.
+The lock lists each jar as "<sha256>  <path under the Maven repository>"; the image build
+(docker/Dockerfile through docker/fetch.py) bakes exactly those files into /opt/spark/jars, and
+this module fetches the same files from Maven Central into a cache for local runs. pooch does
+the download, the retries and the sha256 check; a cached jar whose size or mtime changed since
+its last check is hashed again, so a damaged or swapped jar is replaced or refused, never
+loaded.
+
+The lock must fit the installed pyspark: hadoop-aws is the Hadoop inside it (read off its
+``hadoop-client-api`` jar) and spark-hadoop-cloud is of its major.minor line. A pyspark
+upgrade that breaks either fails here with both versions named, before Spark starts.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import json
+import os
 import re
-import urllib.request
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from fruitlens import paths
 from fruitlens.errors import UsageError
 
 MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
-SCALA_BINARY = "2.13"
-_POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
+LOCK = Path(__file__).resolve().parent / "data" / "jars.lock"
+# Size and mtime of each jar when its sha256 was last checked (see _verified).
+VERIFIED = ".verified.json"
+_LOCK_LINE = re.compile(r"(?P<sha256>[0-9a-f]{64})\s+(?P<path>\S+/(?P<version>[^/]+)/[^/]+\.jar)")
 
 
 class JarError(UsageError):
@@ -28,19 +36,30 @@ class JarError(UsageError):
 
 
 @dataclass(frozen=True)
-class Artifact:
-    group: str
-    name: str
+class LockedJar:
+    sha256: str
+    path: str  # under the Maven repository, e.g. org/apache/hadoop/hadoop-aws/3.4.1/...
     version: str
 
     @property
     def file_name(self) -> str:
-        return f"{self.name}-{self.version}.jar"
+        return PurePosixPath(self.path).name
 
-    def url(self, extension: str = "jar") -> str:
-        group_path = self.group.replace(".", "/")
-        base = f"{MAVEN_CENTRAL}/{group_path}/{self.name}/{self.version}"
-        return f"{base}/{self.name}-{self.version}.{extension}"
+    @property
+    def artifact(self) -> str:
+        return PurePosixPath(self.path).parent.parent.name
+
+
+def read_lock(lock: Path = LOCK) -> list[LockedJar]:
+    jars = []
+    for number, line in enumerate(lock.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        match = _LOCK_LINE.fullmatch(line.strip())
+        if not match:
+            raise JarError(f"{lock}:{number}: expected '<sha256>  <maven path>.jar', got {line!r}")
+        jars.append(LockedJar(match["sha256"], match["path"], match["version"]))
+    return jars
 
 
 def pyspark_home() -> Path:
@@ -56,101 +75,93 @@ def spark_version() -> str:
 
 
 def hadoop_version(spark_jars: Path | None = None) -> str:
-    """Hadoop inside Spark, read off the jar name: the only source that cannot drift."""
-    folder = spark_jars or pyspark_home() / "jars"
-    for jar in sorted(folder.glob("hadoop-client-api-*.jar")):
-        match = re.fullmatch(r"hadoop-client-api-(\d+\.\d+\.\d+)\.jar", jar.name)
-        if match:
-            return match.group(1)
-    raise JarError(f"no hadoop-client-api-*.jar under {folder}; is pyspark installed?")
+    """Hadoop inside Spark, read off the jar name: the only source that cannot drift.
 
-
-def _fetch(url: str, timeout: float = 60) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return response.read()
-
-
-def aws_sdk_version(hadoop: str) -> str:
-    """The AWS SDK v2 bundle version Hadoop was built and tested with (hadoop-project POM)."""
-    pom = Artifact("org.apache.hadoop", "hadoop-project", hadoop).url("pom")
-    root = ET.fromstring(_fetch(pom))
-    node = root.find("m:properties/m:aws-java-sdk-v2.version", _POM_NS)
-    if node is None or not node.text:
-        raise JarError(f"{pom} declares no aws-java-sdk-v2.version")
-    return node.text.strip()
-
-
-def hadoop_cloud_version(spark: str) -> str:
-    """Newest spark-hadoop-cloud in pyspark's major.minor line, not newer than pyspark itself.
-
-    Apache stopped publishing this module after some patch releases (4.0.2 is the last of 4.0),
-    and its committer binding is stable within a minor line.
+    A pip-installed pyspark carries its jars; the image's pyspark comes from the Spark
+    distribution (PYTHONPATH), whose jars are in $SPARK_HOME/jars.
     """
-    name = f"spark-hadoop-cloud_{SCALA_BINARY}"
-    root = ET.fromstring(_fetch(f"{MAVEN_CENTRAL}/org/apache/spark/{name}/maven-metadata.xml"))
-    wanted = _version_tuple(spark)
-    releases = [
-        node.text.strip()
-        for node in root.iter("version")
-        if node.text and re.fullmatch(r"\d+\.\d+\.\d+", node.text.strip())
-    ]
-    same_line = [
-        version
-        for version in releases
-        if _version_tuple(version)[:2] == wanted[:2] and _version_tuple(version) <= wanted
-    ]
-    if not same_line:
-        raise JarError(f"no {name} release for Spark {spark}")
-    return max(same_line, key=_version_tuple)
+    folders = [spark_jars] if spark_jars else [pyspark_home() / "jars"]
+    if not spark_jars and os.environ.get("SPARK_HOME"):
+        folders.append(Path(os.environ["SPARK_HOME"]) / "jars")
+    for folder in folders:
+        for jar in sorted(folder.glob("hadoop-client-api-*.jar")):
+            match = re.fullmatch(r"hadoop-client-api-(\d+\.\d+\.\d+)\.jar", jar.name)
+            if match:
+                return match.group(1)
+    where = " or ".join(str(f) for f in folders)
+    raise JarError(f"no hadoop-client-api-*.jar under {where}; is pyspark installed?")
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))
-
-
-def required_artifacts() -> list[Artifact]:
-    hadoop = hadoop_version()
-    return [
-        Artifact("org.apache.hadoop", "hadoop-aws", hadoop),
-        Artifact("software.amazon.awssdk", "bundle", aws_sdk_version(hadoop)),
-        Artifact(
-            "org.apache.spark",
-            f"spark-hadoop-cloud_{SCALA_BINARY}",
-            hadoop_cloud_version(spark_version()),
-        ),
-    ]
-
-
-def download_verified(artifact: Artifact, folder: Path) -> Path:
-    target = folder / artifact.file_name
-    if target.exists():
-        return target
-    expected = _fetch(artifact.url("jar.sha1")).decode().split()[0].strip()
-    partial = target.with_suffix(".jar.part")
-    digest = hashlib.sha1(usedforsecurity=False)
-    with urllib.request.urlopen(artifact.url(), timeout=120) as response, partial.open("wb") as out:
-        while chunk := response.read(1 << 20):
-            digest.update(chunk)
-            out.write(chunk)
-    if digest.hexdigest() != expected:
-        partial.unlink()
+def check_lock_fits_spark(jars: list[LockedJar], spark: str, hadoop: str) -> None:
+    """hadoop-aws must be Spark's own Hadoop; the committer binding must be of its line."""
+    by_artifact = {jar.artifact: jar for jar in jars}
+    missing = {"hadoop-aws", "bundle", "spark-hadoop-cloud_2.13"} - set(by_artifact)
+    if missing:
+        raise JarError(f"{LOCK.name} lacks {', '.join(sorted(missing))}")
+    if by_artifact["hadoop-aws"].version != hadoop:
         raise JarError(
-            f"{artifact.url()}: SHA-1 {digest.hexdigest()} does not match "
-            f"Maven Central's {expected}"
+            f"{LOCK.name} pins hadoop-aws {by_artifact['hadoop-aws'].version} but pyspark "
+            f"{spark} carries Hadoop {hadoop}: update the lock (docs/IMAGE.md)"
         )
-    partial.replace(target)
-    return target
+    cloud = by_artifact["spark-hadoop-cloud_2.13"].version
+    if cloud.split(".")[:2] != spark.split(".")[:2]:
+        raise JarError(
+            f"{LOCK.name} pins spark-hadoop-cloud {cloud}, not of pyspark {spark}'s line: "
+            "update the lock (docs/IMAGE.md)"
+        )
+
+
+def _stamp(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _verified(jars: list[LockedJar], folder: Path) -> bool:
+    """Were these very files (same size and mtime) already checked against these sha256s?
+
+    Hashing the 558 MB SDK bundle takes seconds on a loaded machine, at every Spark start; a
+    jar that changed in any way since its check changes its mtime and is hashed again.
+    """
+    try:
+        record = json.loads((folder / VERIFIED).read_text())
+        return all(record.get(jar.sha256) == _stamp(folder / jar.file_name) for jar in jars)
+    except (OSError, ValueError):
+        return False
+
+
+def fetch_locked(jars: list[LockedJar], folder: Path, repo: str = MAVEN_CENTRAL) -> list[Path]:
+    """The jars in ``folder``, downloaded from ``repo`` when missing or not as locked."""
+    import pooch
+    import requests
+
+    if _verified(jars, folder):
+        return [folder / jar.file_name for jar in jars]
+    fetcher = pooch.create(
+        path=folder,
+        base_url=repo,
+        registry={jar.file_name: f"sha256:{jar.sha256}" for jar in jars},
+        urls={jar.file_name: f"{repo.rstrip('/')}/{jar.path}" for jar in jars},
+        retry_if_failed=2,
+    )
+    found = []
+    for jar in jars:
+        try:
+            found.append(Path(fetcher.fetch(jar.file_name)))
+        except ValueError as exc:  # pooch: the bytes do not hash as locked
+            raise JarError(f"{jar.file_name} from {repo}: sha256 is not the locked one") from exc
+        except requests.RequestException as exc:
+            raise JarError(
+                f"cannot download {jar.file_name} from {repo} ({type(exc).__name__}); "
+                "offline? Copy the locked jars into --jars-dir"
+            ) from exc
+    record = {jar.sha256: _stamp(path) for jar, path in zip(jars, found, strict=True)}
+    with contextlib.suppress(OSError):  # a read-only folder (the image's) is checked each time
+        (folder / VERIFIED).write_text(json.dumps(record))
+    return found
 
 
 def ensure_jars(folder: str | None = None) -> list[Path]:
-    """Return the s3a jars, downloading the missing ones once into the cache."""
-    target = Path(folder) if folder else paths.cache_dir() / "jars"
-    target.mkdir(parents=True, exist_ok=True)
-    resolved = target / f"resolved-spark-{spark_version()}.txt"
-    if resolved.exists():
-        cached = [target / name for name in resolved.read_text().split()]
-        if cached and all(jar.exists() for jar in cached):
-            return cached
-    jars = [download_verified(artifact, target) for artifact in required_artifacts()]
-    resolved.write_text("\n".join(jar.name for jar in jars) + "\n")
-    return jars
+    """The locked jars in ``folder`` (default: the cache), fetched once and verified each time."""
+    jars = read_lock()
+    check_lock_fits_spark(jars, spark_version(), hadoop_version())
+    return fetch_locked(jars, Path(folder) if folder else paths.cache_dir() / "jars")
