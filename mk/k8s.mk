@@ -41,7 +41,8 @@ kind-up: ## kind cluster (kindest/node:v1.35.0) with the Spark Operator 2.5.2 wa
 	kind get clusters | grep -qx $(KIND_CLUSTER) || kind create cluster --name $(KIND_CLUSTER) --config k8s/kind/cluster.yaml --wait 120s
 	helm repo add spark-operator https://kubeflow.github.io/spark-operator --force-update
 	helm upgrade --install spark-operator spark-operator/spark-operator --version $(SPARK_OPERATOR_VERSION) \
-	  --namespace spark-operator --create-namespace --set 'spark.jobNamespaces={$(K8S_NAMESPACE)}' --wait
+	  --namespace spark-operator --create-namespace --set 'spark.jobNamespaces={$(K8S_NAMESPACE)}' \
+	  --set webhook.enable=true --wait
 
 kind-load: ## load the locally built image into the kind nodes (no registry involved)
 	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
