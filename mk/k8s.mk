@@ -1,6 +1,7 @@
 # Kubernetes deployment: tools, checks, and the kind / Helm workflows (docs/DEPLOY.md).
-# Tools are built from the Go module proxy into $(FRUITLENS_CACHE)/tools, never into the repo;
-# a second `make k8s-tools` only checks that they are there.
+# Tools are built from the Go module proxy into $(FRUITLENS_CACHE)/tools, never into the repo,
+# by hack/tools.sh: the same script, at the same Kubernetes version, builds the local cluster of
+# `make e2e` (mk/e2e.mk). A second `make k8s-tools` only checks that they are there.
 
 K8S_TOOLS := $(FRUITLENS_CACHE)/tools/bin
 export PATH := $(K8S_TOOLS):$(PATH)
@@ -22,7 +23,7 @@ TEST_TOOLS += k8s-tools checkov
 .PHONY: checkov k8s-tools k8s-check k8s-base kind-up kind-load kind-e2e kind-down helm-install
 
 k8s-tools: ## build helm, kustomize, kubectl, etcd, kube-apiserver into the cache (once)
-	@scripts/k8s-tools.sh all
+	@hack/tools.sh all
 
 checkov: $(FRUITLENS_CHECKOV) ## install checkov (manifest security scanner) into the cache
 
@@ -34,10 +35,10 @@ k8s-check: venv k8s-tools checkov ## lint and validate the chart, kustomize over
 	$(BIN)/pytest tests/test_deploy_*.py $(PYTEST_ARGS)
 
 k8s-base: k8s-tools ## regenerate k8s/base from the Helm chart
-	$(PYTHON) scripts/k8s-render-base.py
+	$(PYTHON) hack/render-base.py
 
 kind-up: ## kind cluster (kindest/node:v1.35.0) with the Spark Operator 2.5.2 watching fruitlens
-	@scripts/k8s-tools.sh kind helm
+	@hack/tools.sh kind helm
 	kind get clusters | grep -qx $(KIND_CLUSTER) || kind create cluster --name $(KIND_CLUSTER) --config k8s/kind/cluster.yaml --wait 120s
 	helm repo add spark-operator https://kubeflow.github.io/spark-operator --force-update
 	helm upgrade --install spark-operator spark-operator/spark-operator --version $(SPARK_OPERATOR_VERSION) \

@@ -25,7 +25,7 @@ from deploy.harness import (
 
 def test_base_is_generated_from_the_chart() -> None:
     proc = run(
-        [".venv/bin/python", "scripts/k8s-render-base.py", "--check", "--helm", tool("helm")],
+        [".venv/bin/python", "hack/render-base.py", "--check", "--helm", tool("helm")],
         cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
