@@ -18,7 +18,7 @@ WEIGHTS ?= imagenet
 OUT ?= $(CURDIR)/out/run
 PYTEST_ARGS ?=
 RUN_ARGS ?=
-LINT_PATHS := app tests tools $(wildcard bench)
+LINT_PATHS := app tests hack $(wildcard bench)
 # Tools the test suite needs beyond the venv; mk/*.mk fragments append their install targets.
 TEST_TOOLS :=
 

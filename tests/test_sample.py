@@ -117,7 +117,7 @@ def test_manifest_is_small_balanced_and_matches_the_shared_files(
 
 def test_manifest_generator_is_deterministic(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "regenerated.tsv"
-    script = REPO_ROOT / "tools" / "make_sample_manifest.py"
+    script = REPO_ROOT / "hack" / "make_sample_manifest.py"
     cmd = [sys.executable, str(script), "--dataset", str(dataset), "--out", str(out)]
     subprocess.run(cmd, check=True, capture_output=True)
     assert out.read_bytes() == sample.DEFAULT_MANIFEST.read_bytes()
