@@ -61,7 +61,7 @@ kind-e2e: ## end to end on kind: image, cluster, moto S3, submit, check the comm
 	  echo "skipped: no Docker engine"; exit 0; fi; \
 	set -e; \
 	$(MAKE) --no-print-directory venv image kind-up kind-load; \
-	kubectl apply -k k8s/overlays/kind; \
+	kubectl apply -k k8s/kind/s3-server; kubectl apply -k k8s/overlays/kind; \
 	kubectl -n $(K8S_NAMESPACE) rollout status deployment/s3 --timeout=300s; \
 	mkdir -p out/kind; kustomize build k8s/overlays/kind > out/kind/manifests.yaml; \
 	$(BIN)/python tests/deploy/kind_e2e.py --namespace $(K8S_NAMESPACE) --manifest out/kind/manifests.yaml \

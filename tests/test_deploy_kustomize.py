@@ -62,15 +62,12 @@ def test_overlay_matches_chart_values(variant: str) -> None:
         assert key in kustomized, f"{key} missing from k8s/{OVERLAYS[variant].relative_to(K8S)}"
         assert _comparable(kustomized[key]) == _comparable(obj), key
     extra = {k for k in kustomized if k not in chart} - {("Namespace", "fruitlens")}
-    if variant == "kind":
-        assert {k for k, _ in extra} == {"ConfigMap", "Deployment", "Service", "NetworkPolicy"}
-    else:
-        assert extra == set()
+    assert extra == set()
 
 
 def test_kind_overlay_serves_s3_in_cluster() -> None:
-    objects = render_kustomize("kind")
-    app = one(objects, "SparkApplication")
+    app = one(render_kustomize("kind"), "SparkApplication")
+    objects = render_kustomize("kind-s3-server")
     service = one(objects, "Service", "s3")
     settings = yaml.safe_load(one(objects, "ConfigMap", "fruitlens-job")["data"]["job.yaml"])
     endpoint = settings["s3_endpoint"]

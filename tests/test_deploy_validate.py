@@ -42,6 +42,15 @@ def renders() -> list[tuple[str, list[dict[str, Any]]]]:
     return list(all_renders())
 
 
+def job_renders() -> list[tuple[str, list[dict[str, Any]]]]:
+    """The renders that hold the job: all but the kind clusters' S3 server."""
+    return [
+        (origin, objects)
+        for origin, objects in renders()
+        if any(o["kind"] == "SparkApplication" for o in objects)
+    ]
+
+
 @cache
 def crd_validator() -> jsonschema.Draft7Validator:
     crd = yaml.safe_load(crd_path().read_text())
@@ -127,11 +136,12 @@ def test_checkov_finds_nothing(tmp_path: Path) -> None:
     plain.mkdir()
     pods.mkdir()
     for origin, objects in renders():
-        name = origin.replace(":", "-")
-        (plain / f"{name}.yaml").write_text(yaml.safe_dump_all(objects))
+        (plain / f"{origin.replace(':', '-')}.yaml").write_text(yaml.safe_dump_all(objects))
+    for origin, objects in job_renders():
         app = one(objects, "SparkApplication")
         policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
-        (pods / f"{name}.yaml").write_text(yaml.safe_dump_all(policies + spark_pods(app)))
+        pod_file = pods / f"{origin.replace(':', '-')}.yaml"
+        pod_file.write_text(yaml.safe_dump_all(policies + spark_pods(app)))
     report = _checkov(plain, "--framework", "kubernetes", "--skip-download")
     failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
     assert failed == []
@@ -278,7 +288,7 @@ def test_public_access_block_and_lifecycle() -> None:
     runs = next(r for r in rules if r["Filter"].get("Prefix") == "runs/")
     assert runs["Status"] == "Enabled" and runs["Expiration"]["Days"] > 0
     # Every output the chart and overlays write lands under the expiring prefix.
-    for _, objects in renders():
+    for _, objects in job_renders():
         settings = one(objects, "ConfigMap", "fruitlens-job")["data"]["job.yaml"]
         output = yaml.safe_load(settings)["output"]
         assert re.fullmatch(r"s3a://[^/]+/runs/.+", output), output

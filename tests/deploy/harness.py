@@ -35,6 +35,9 @@ OVERLAYS = {
     "kind": K8S / "overlays" / "kind",
     "eks": K8S / "overlays" / "eks",
 }
+# Every kustomization the project ships: the job's overlays, and the S3 server that kind
+# clusters run next to the job (not a variant of the job itself).
+KUSTOMIZATIONS = {**OVERLAYS, "kind-s3-server": K8S / "kind" / "s3-server"}
 
 # The Spark Operator v2.5.2 webhook rejects these in sparkConf (shared/REFERENCE.md).
 WEBHOOK_REJECTED = (
@@ -110,7 +113,7 @@ def render_chart(variant: str) -> list[dict[str, Any]]:
 
 @functools.cache
 def kustomize_text(variant: str) -> str:
-    proc = run([tool("kustomize"), "build", str(OVERLAYS[variant])])
+    proc = run([tool("kustomize"), "build", str(KUSTOMIZATIONS[variant])])
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -133,6 +136,7 @@ def all_renders() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """Every object set the project ships: chart x values files, and each kustomization."""
     for variant in VARIANTS:
         yield f"helm:{variant}", render_chart(variant)
+    for variant in KUSTOMIZATIONS:
         yield f"kustomize:{variant}", render_kustomize(variant)
 
 
