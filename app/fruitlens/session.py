@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from fruitlens import jars, paths
@@ -108,6 +110,18 @@ def spark_settings(config: Config) -> dict[str, str]:
         key, _, value = item.partition("=")
         settings[key.strip()] = value.strip()
     return settings
+
+
+@contextmanager
+def job_description(spark: SparkSession, text: str) -> Iterator[None]:
+    """Name the Spark jobs run inside the block: the Spark UI lists them under this name and the
+    event log records it (spark.job.description), so a stage's tasks can be found afterwards."""
+    context = spark.sparkContext
+    context.setJobDescription(text)
+    try:
+        yield
+    finally:
+        context.setLocalProperty("spark.job.description", None)  # type: ignore[arg-type]
 
 
 def start_session(config: Config, app_name: str = "fruitlens") -> SparkSession:

@@ -33,7 +33,7 @@ def predict_command(config: Config) -> dict[str, Any]:
     # The model is read through s3a, so only once the session has the jars and settings.
     spark = session.start_session(config, "fruitlens-predict")
     model, _ = classify.load(str(config.model), storage)
-    with report.stage("featurize"):
+    with report.stage("featurize"), session.job_description(spark, "featurize"):
         result = featurize.featurize_and_count(
             spark, config, resolved, card.image_size, require_label=False
         )

@@ -40,7 +40,7 @@ def run_command(config: Config) -> dict[str, Any]:
         if run_fingerprint(config, listed, resolved) == previous["fingerprint"]:
             return keep_committed_run(previous, report, commit)
     stored, stored_size = featurize.stored_features(spark, config, previous, resolved)
-    with report.stage("featurize"):
+    with report.stage("featurize"), session.job_description(spark, "featurize"):
         result = featurize.featurize_and_count(spark, config, resolved, stored_size, stored=stored)
     report.record_featurization(result)
     report.sections["fingerprint"] = run_fingerprint(config, result.inputs_sha256, resolved)
