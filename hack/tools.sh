@@ -57,32 +57,32 @@ timed() {
   log "$name built in $((SECONDS - start))s"
 }
 
-install_helm() {
-  local dir=$TOOLS/helm-$HELM_VERSION
-  if [[ ! -x $dir/helm ]]; then
-    log "building helm $HELM_VERSION (go install)"
-    # The release Makefile's ldflags: without them helm reports version "v3.22" and assumes a
-    # Kubernetes v1.20 cluster, so `helm template` rejects kubeVersion constraints. helm 3.22 is
-    # built against the 1.37 client libraries, as its release binaries are.
-    local ld="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
-    ld+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
-    local pkg
-    for pkg in pkg/lint/rules pkg/chartutil; do
-      ld+=" -X helm.sh/helm/v3/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/$pkg.k8sVersionMinor=37"
-    done
-    timed helm env GOBIN="$dir" go install -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+# go_install NAME VERSION PACKAGE [FLAG...]: `go install PACKAGE@VERSION` into NAME-VERSION/.
+go_install() {
+  local name=$1 version=$2 package=$3
+  shift 3
+  local dir=$TOOLS/$name-$version
+  if [[ ! -x $dir/$name ]]; then
+    log "building $name $version (go install)"
+    timed "$name" env GOBIN="$dir" go install "$@" "$package@$version"
   fi
-  link helm "$dir"
+  link "$name" "$dir"
 }
 
-install_kustomize() {
-  local dir=$TOOLS/kustomize-$KUSTOMIZE_VERSION
-  if [[ ! -x $dir/kustomize ]]; then
-    log "building kustomize $KUSTOMIZE_VERSION (go install)"
-    timed kustomize env GOBIN="$dir" go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
-  fi
-  link kustomize "$dir"
+install_helm() {
+  # The release Makefile's ldflags: without them helm reports version "v3.22" and assumes a
+  # Kubernetes v1.20 cluster, so `helm template` rejects kubeVersion constraints. helm 3.22 is
+  # built against the 1.37 client libraries, as its release binaries are.
+  local ld="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  ld+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  local pkg
+  for pkg in pkg/lint/rules pkg/chartutil; do
+    ld+=" -X helm.sh/helm/v3/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/$pkg.k8sVersionMinor=37"
+  done
+  go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm -ldflags "$ld"
 }
+
+install_kustomize() { go_install kustomize "$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5; }
 
 # wrapper_module DIR MODULE VERSION: a throw-away main module that requires MODULE, because
 # `go install pkg@version` refuses modules whose go.mod has replace directives (etcd's and
@@ -175,14 +175,7 @@ install_kube() {
   done
 }
 
-install_coredns() {
-  local dir=$TOOLS/coredns-$COREDNS_VERSION
-  if [[ ! -x $dir/coredns ]]; then
-    log "building coredns $COREDNS_VERSION (go install)"
-    timed coredns env GOBIN="$dir" go install "github.com/coredns/coredns@$COREDNS_VERSION"
-  fi
-  link coredns "$dir"
-}
+install_coredns() { go_install coredns "$COREDNS_VERSION" github.com/coredns/coredns; }
 
 # The operator's go.mod has replace directives, so `go install pkg@version` refuses it: build in a
 # writable copy of the module folder, as its Makefile's build-operator does. Its Helm chart and
@@ -227,14 +220,7 @@ install_pause() {
   link pause "$dir"
 }
 
-install_kind() {
-  local dir=$TOOLS/kind-$KIND_VERSION
-  if [[ ! -x $dir/kind ]]; then
-    log "building kind $KIND_VERSION (go install)"
-    timed kind env GOBIN="$dir" go install "sigs.k8s.io/kind@$KIND_VERSION"
-  fi
-  link kind "$dir"
-}
+install_kind() { go_install kind "$KIND_VERSION" sigs.k8s.io/kind; }
 
 targets=("$@")
 [[ ${#targets[@]} -eq 0 ]] && targets=(all)
