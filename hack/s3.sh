@@ -11,6 +11,7 @@ source "$(dirname "$0")/lib.sh"
 
 S3_PORT=5000
 NAMESPACE=${K8S_NAMESPACE:-fruitlens}
+BUCKET=fruitlens
 
 up() {
   local python=${1:-$REPO/.venv/bin/python}
@@ -18,6 +19,12 @@ up() {
   if [[ ! -f $E2E_RUN/pids/s3 ]]; then
     start s3 "$python" -m moto.server -H "$NODE_IP" -p "$S3_PORT"
     wait_for 60 "moto S3 server" curl -sf -o /dev/null "http://$NODE_IP:$S3_PORT/"
+    # The job's bucket, with the policy kind's S3 server applies too (k8s/kind/s3-server):
+    # unsigned requests may read private objects only if the bucket policy allows it.
+    curl -sf -X PUT -o /dev/null "http://$NODE_IP:$S3_PORT/$BUCKET" --data-binary \
+      "<CreateBucketConfiguration><LocationConstraint>eu-west-3</LocationConstraint></CreateBucketConfiguration>"
+    curl -sf -X PUT -o /dev/null "http://$NODE_IP:$S3_PORT/$BUCKET?policy" \
+      --data-binary "@$REPO/k8s/kind/s3-server/bucket-policy.json"
   fi
   kubectl get namespace "$NAMESPACE" >/dev/null 2>&1 || kubectl create namespace "$NAMESPACE" >/dev/null
   kubectl -n "$NAMESPACE" apply -f - >/dev/null <<EOF
