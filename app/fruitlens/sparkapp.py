@@ -240,7 +240,7 @@ def create_application(
             )
         print(f"deleting the existing {KIND} {namespace}/{name}", file=out)
         api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        _wait_deleted(api, namespace, name)
+        wait_deleted(api, namespace, name)
     for config_map in settings:
         apply_config_map(core, config_map, out)
     api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, app)
@@ -264,7 +264,7 @@ def apply_config_map(core: Any, config_map: dict[str, Any], out: TextIO) -> None
     print(f"{verb} ConfigMap {namespace}/{name}", file=out, flush=True)
 
 
-def _wait_deleted(api: Any, namespace: str, name: str, timeout: float = 120.0) -> None:
+def wait_deleted(api: Any, namespace: str, name: str, timeout: float = 120.0) -> None:
     from kubernetes.client.exceptions import ApiException
 
     deadline = time.monotonic() + timeout

@@ -1,0 +1,1 @@
+"""End-to-end runs on the local cluster (`make e2e`)."""

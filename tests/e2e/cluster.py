@@ -1,0 +1,248 @@
+"""What the end-to-end runs on the local cluster share: the S3 input, a recorder of the
+application's pods and logs, and THE check of a finished run (`check_run`), the same for every
+way of submitting.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from fruitlens import sparkapp
+
+REPO = Path(__file__).resolve().parents[2]
+NAMESPACE = "fruitlens"
+APP = "fruitlens"
+BUCKET = "fruitlens"
+INPUT = "raw"
+OUTPUT = "runs/kind"
+EVENT_LOGS = "spark-events"
+KIND_VALUES = REPO / "helm" / "fruitlens" / "values-kind.yaml"
+SSE = "AES256"
+SUBMISSION_LABEL = "sparkoperator.k8s.io/submission-id"
+# Anything shaped like an AWS key, secret or session token, and the variables that carry them.
+CREDENTIAL = re.compile(
+    r"AKIA[0-9A-Z]{16}|ASIA[0-9A-Z]{16}|aws_secret_access_key|AWS_SECRET_ACCESS_KEY|"
+    r"AWS_SESSION_TOKEN|AWS_ACCESS_KEY_ID|fs\.s3a\.(access|secret|session)\.key",
+)
+
+
+def s3_client(endpoint: str) -> Any:
+    """boto3 to the node's moto server; unsigned, as the pods' s3a is (no key anywhere)."""
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="eu-west-3",
+        config=Config(signature_version=UNSIGNED, s3={"addressing_style": "path"}),
+    )
+
+
+def all_objects(s3: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        keys += [item["Key"] for item in page.get("Contents", [])]
+    return keys
+
+
+def read(s3: Any, key: str) -> bytes:
+    return s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+
+def dataset(s3: Any, uri: str) -> pd.DataFrame:
+    prefix = uri.removeprefix(f"s3a://{BUCKET}/").rstrip("/") + "/"
+    frames = [
+        pd.read_parquet(io.BytesIO(read(s3, key)))
+        for key in all_objects(s3, prefix)
+        if key.endswith(".parquet")
+    ]
+    return pd.concat(frames, ignore_index=True).sort_values("image_id").reset_index(drop=True)
+
+
+def kubectl(*args: str, check: bool = True) -> str:
+    proc = subprocess.run(["kubectl", *args], capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def chart_security() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The pod and container security contexts the chart asks for (kind values)."""
+    chart = str(REPO / "helm" / "fruitlens")
+    rendered = subprocess.run(
+        ["helm", "template", APP, chart, "-n", NAMESPACE, "-f", str(KIND_VALUES)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    app = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "SparkApplication")
+    return app["spec"]["driver"]["podSecurityContext"], app["spec"]["driver"]["securityContext"]
+
+
+@dataclass
+class Recorder:
+    """Every pod of the application as last seen, by UID (a re-submitted application reuses the
+    driver's name), and the log of each, followed while it runs (executor pods are deleted when
+    the application ends, their logs with them)."""
+
+    core: Any
+    pods: dict[str, Any] = field(default_factory=dict)
+    logs: dict[str, io.StringIO] = field(default_factory=dict)
+    _followers: list[sparkapp.DriverLog] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> Recorder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        for follower in self._followers:
+            follower.join(timeout=10)
+
+    def role(self, role: str, submission: str | None = None) -> list[Any]:
+        """Pods of a role; of one submission of the application when given (the operator
+        labels them with it)."""
+        return [
+            pod
+            for pod in self.pods.values()
+            if pod.metadata.labels.get("spark-role") == role
+            and submission in (None, pod.metadata.labels.get(SUBMISSION_LABEL))
+        ]
+
+    def log(self, pod: Any) -> str:
+        buffer = self.logs.get(pod.metadata.uid)
+        return buffer.getvalue() if buffer else ""
+
+    def _poll(self) -> None:
+        selector = f"sparkoperator.k8s.io/app-name={APP}"
+        while not self._stop.is_set():
+            for pod in self.core.list_namespaced_pod(NAMESPACE, label_selector=selector).items:
+                uid = pod.metadata.uid
+                self.pods[uid] = pod
+                if uid not in self.logs and pod.status.phase in {"Running", "Succeeded", "Failed"}:
+                    self.logs[uid] = io.StringIO()
+                    name = pod.metadata.name
+                    follower = sparkapp.DriverLog(self.core, NAMESPACE, name, self.logs[uid])
+                    follower.start()
+                    self._followers.append(follower)
+            self._stop.wait(1.0)
+
+
+def featurize_executors(s3: Any, application_id: str) -> dict[str, int]:
+    """Executor id -> featurize tasks it finished, from the application's event log in S3."""
+    keys = [k for k in all_objects(s3, f"{EVENT_LOGS}/") if application_id in k]
+    assert keys, f"no event log for {application_id} under s3://{BUCKET}/{EVENT_LOGS}/"
+    events = [json.loads(line) for line in read(s3, keys[0]).decode().splitlines() if line]
+    stages: set[int] = set()
+    for event in events:
+        properties = event.get("Properties") or {}
+        if event["Event"] == "SparkListenerJobStart" and (
+            properties.get("spark.job.description") == "featurize"
+        ):
+            stages.update(event["Stage IDs"])
+    assert stages, "no Spark job described as featurize in the event log"
+    done: dict[str, int] = {}
+    for event in events:
+        if (
+            event["Event"] == "SparkListenerTaskEnd"
+            and event["Stage ID"] in stages
+            and event["Task End Reason"]["Reason"] == "Success"
+        ):
+            executor = event["Task Info"]["Executor ID"]
+            done[executor] = done.get(executor, 0) + 1
+    return done
+
+
+def expected_rejections(planted: dict[str, str | None]) -> dict[str, str]:
+    return {f"s3a://{BUCKET}/{INPUT}/{path}": reason for path, reason in planted.items() if reason}
+
+
+def check_run(
+    s3: Any, recorder: Recorder, application: dict[str, Any], planted: dict[str, str | None]
+) -> dict[str, Any]:
+    """Everything a finished run must show, whichever way it was submitted. Returns run.json."""
+    status = application["status"]
+    assert status["applicationState"]["state"] == sparkapp.COMPLETED, status
+    # One driver, at least two executors.
+    submission = status["submissionID"]
+    drivers = recorder.role("driver", submission)
+    executors = recorder.role("executor", submission)
+    assert len(drivers) == 1, sorted(recorder.pods)
+    assert len(executors) >= 2, sorted(recorder.pods)
+
+    # Featurize tasks ran on (at least) two executors: the work was spread, not run on one.
+    per_executor = featurize_executors(s3, status["sparkApplicationId"])
+    assert len(per_executor) >= 2, per_executor
+
+    # run.json committed, every listed image accounted for, exactly the planted rejections.
+    document = json.loads(read(s3, f"{OUTPUT}/run.json"))
+    images = document["images"]
+    assert images["listed"] == images["processed"] + images["rejected"], images
+    rejected = dataset(s3, document["outputs"]["rejected"])
+    reasons = dict(zip(rejected["path"], rejected["reason"], strict=True))
+    assert reasons == expected_rejections(planted)
+    assert images["listed"] == len(planted)
+
+    # Every object in the bucket, inputs, outputs and event logs alike, is encrypted at rest.
+    unencrypted = [
+        key
+        for key in all_objects(s3)
+        if s3.head_object(Bucket=BUCKET, Key=key).get("ServerSideEncryption") != SSE
+    ]
+    assert not unencrypted, unencrypted[:10]
+
+    # The pods ran as the chart says: UID/GID 185, non-root, its container security context
+    # (the executors' comes from the operator's webhook: without it they would lack it).
+    pod_security, container_security = chart_security()
+    for pod in drivers + executors:
+        spec = pod.to_dict()["spec"]
+        context = {k: v for k, v in spec["security_context"].items() if v is not None}
+        assert context["run_as_user"] == 185 and context["run_as_non_root"] is True, pod_security
+        assert context["run_as_group"] == pod_security["runAsGroup"]
+        container = next(c for c in spec["containers"] if c["name"].startswith("spark-kubernetes"))
+        actual = container["security_context"]
+        assert actual["run_as_user"] == container_security["runAsUser"] == 185
+        assert actual["run_as_non_root"] is True
+        assert actual["read_only_root_filesystem"] is True
+        assert actual["allow_privilege_escalation"] is False
+        assert actual["capabilities"]["drop"] == ["ALL"]
+        assert actual["seccomp_profile"]["type"] == "RuntimeDefault"
+
+    # No credential in any pod spec, ConfigMap, the application or any pod's log.
+    texts = {f"pod {p.metadata.name}": json.dumps(p.to_dict(), default=str) for p in drivers}
+    texts |= {f"pod {p.metadata.name}": json.dumps(p.to_dict(), default=str) for p in executors}
+    texts["configmaps"] = kubectl("-n", NAMESPACE, "get", "configmaps", "-o", "yaml")
+    texts["sparkapplication"] = json.dumps(application)
+    texts |= {f"log {p.metadata.name}": recorder.log(p) for p in drivers + executors}
+    assert any(name.startswith("log ") and "featurize" in t for name, t in texts.items())
+    for where, text in texts.items():
+        found = CREDENTIAL.search(text)
+        assert found is None, f"{where}: {found.group(0) if found else ''}"
+    return document
+
+
+def wait_completed(api: Any, core: Any, timeout: float = 1800) -> dict[str, Any]:
+    """Follow the application as `fruitlens submit` does, then return its last state."""
+    status = sparkapp.wait_for_application(api, core, NAMESPACE, APP, timeout, 5.0, sys.stdout)
+    assert status == sparkapp.EXIT_OK, f"application ended with exit status {status}"
+    return api.get_namespaced_custom_object(
+        sparkapp.GROUP, sparkapp.VERSION, NAMESPACE, sparkapp.PLURAL, APP
+    )
