@@ -148,9 +148,16 @@ class Recorder:
 
 def featurize_executors(s3: Any, application_id: str) -> dict[str, int]:
     """Executor id -> featurize tasks it finished, from the application's event log in S3."""
-    keys = [k for k in all_objects(s3, f"{EVENT_LOGS}/") if application_id in k]
+    # Spark 4 rolls event logs: eventlog_v2_<app>/events_<n>_<app>, next to an appstatus marker.
+    keys = sorted(
+        key
+        for key in all_objects(s3, f"{EVENT_LOGS}/eventlog_v2_{application_id}/")
+        if key.rsplit("/", 1)[-1].startswith("events_")
+    )
     assert keys, f"no event log for {application_id} under s3://{BUCKET}/{EVENT_LOGS}/"
-    events = [json.loads(line) for line in read(s3, keys[0]).decode().splitlines() if line]
+    events = [
+        json.loads(line) for key in keys for line in read(s3, key).decode().splitlines() if line
+    ]
     stages: set[int] = set()
     for event in events:
         properties = event.get("Properties") or {}
