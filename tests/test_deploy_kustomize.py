@@ -66,10 +66,11 @@ def test_overlay_matches_chart_values(variant: str) -> None:
 
 
 def test_kind_overlay_serves_s3_in_cluster() -> None:
-    app = one(render_kustomize("kind"), "SparkApplication")
+    kind = render_kustomize("kind")
+    app = one(kind, "SparkApplication")
+    settings = yaml.safe_load(one(kind, "ConfigMap", "fruitlens-job")["data"]["job.yaml"])
     objects = render_kustomize("kind-s3-server")
     service = one(objects, "Service", "s3")
-    settings = yaml.safe_load(one(objects, "ConfigMap", "fruitlens-job")["data"]["job.yaml"])
     endpoint = settings["s3_endpoint"]
     port = service["spec"]["ports"][0]["port"]
     assert endpoint == f"http://{service['metadata']['name']}.fruitlens.svc.cluster.local:{port}"
