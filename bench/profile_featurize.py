@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--image-size", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"))
     args = parser.parse_args()
 
     from pyspark.sql import functions as F
@@ -54,6 +55,7 @@ def main() -> None:
         batch_size=args.batch_size,
         max_pixels=25_000_000,
         threads=int(spark.conf.get("spark.task.cpus", "1") or 1),
+        precision=args.precision,
     )
     partitions = named.rdd.getNumPartitions()
     listed = named.count()
@@ -63,8 +65,15 @@ def main() -> None:
         def zeros(batch: np.ndarray) -> np.ndarray:
             return np.zeros((len(batch), 512), dtype=np.float32)
 
+        no_network = featurize.WorkerModel(
+            zeros,
+            featurize.FP32,
+            "profile: network replaced by zeros",
+            "profile",
+            featurize.this_cpu(),
+        )
         for contents, has_label in batches:
-            yield featurize.featurize_batch(contents, has_label, spec, zeros)
+            yield featurize.featurize_batch(contents, has_label, spec, lambda: no_network)
 
     def read() -> None:
         named.agg(F.max("image_id"), F.sum(F.length("content"))).collect()

@@ -90,6 +90,30 @@ def test_run_json_has_every_key_and_the_invariant(first_run: Path, mixed_input: 
     assert document["config"]["weights"] == "seeded:0"
 
 
+def test_run_json_says_which_precision_each_worker_used_on_which_cpu(first_run: Path):
+    from fruitlens.pipeline.featurize import choose_precision, this_cpu
+
+    document = json.loads((first_run / "run.json").read_text())
+    precision = document["precision"]
+    assert precision["asked"] == "auto" == document["config"]["precision"]
+    # Every processed image is counted under the precision its worker used, and the workers'
+    # counts add up to the same total.
+    assert sum(precision["images"].values()) == document["images"]["processed"]
+    assert (
+        sum(worker["images"] for worker in precision["workers"])
+        == (document["images"]["processed"])
+    )
+    # Local mode: the workers run on this CPU, so they saw its flags and made its choice.
+    cpu = this_cpu()
+    expected, why = choose_precision("auto", cpu)
+    assert set(precision["images"]) == {expected}
+    for worker in precision["workers"]:
+        assert worker["cpu_model"] == cpu.model
+        assert worker["cpu_flags"] == list(cpu.reported_flags)
+        assert (worker["precision"], worker["why"]) == (expected, why)
+    assert precision["driver_cpu"]["cpu_flags"] == list(cpu.reported_flags)
+
+
 def test_every_awkward_file_is_processed_or_rejected_with_its_reason(
     first_run: Path, mixed_input: Path
 ):

@@ -125,6 +125,16 @@ class Config:
         "Images per VGG16 forward pass inside a Spark task. Example: --batch-size 64",
         FEATURIZING_COMMANDS,
     )
+    precision: str = setting(
+        "auto",
+        "Arithmetic of the VGG16 forward pass, chosen by each worker from its own CPU: 'auto' "
+        "(bf16 where the CPU has AMX-BF16 or AVX512_BF16 and the benchmark verified bf16 on it, "
+        "else fp32), 'fp32', or 'bf16' (refused before Spark starts on a local run whose CPU "
+        "lacks both; an executor lacking them falls back to fp32 and says so in run.json). "
+        "Features are float32 either way. Example: --precision fp32",
+        FEATURIZING_COMMANDS,
+        choices=("auto", "fp32", "bf16"),
+    )
     # --- reduction and classification -------------------------------------------------------
     pca_k: int | None = setting(
         None,

@@ -71,6 +71,17 @@ def launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+def runs_locally(config: Config) -> bool:
+    """Whether the work runs in this process's machine (a local[...] master), without starting
+    a session: under spark-submit the submitted master is in its SparkConf already."""
+    master = config.master
+    if master is None and launched_by_spark_submit():
+        from pyspark import SparkConf
+
+        master = SparkConf().get("spark.master", "")
+    return master is None or master.startswith("local")
+
+
 def s3a_settings(config: Config) -> dict[str, str]:
     settings = {
         "spark.hadoop.fs.s3a.endpoint.region": config.region,

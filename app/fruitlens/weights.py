@@ -49,16 +49,27 @@ class ResolvedWeights:
         }
 
 
-def build_vgg16(image_size: int) -> Any:
-    """The featurizer network: VGG16's convolutional part with global average pooling (512)."""
+def build_vgg16(image_size: int, bf16: bool = False) -> Any:
+    """The featurizer network: VGG16's convolutional part with global average pooling (512).
+
+    With `bf16`, its layers compute in bfloat16 (Keras's mixed_bfloat16 policy: weights stay
+    float32 and load from the same file; oneDNN runs the convolutions on AMX or AVX512_BF16).
+    keras.applications takes no dtype, so the global policy is set for this build only.
+    """
+    import keras
     from keras.applications import VGG16
 
-    return VGG16(
-        weights=None,
-        include_top=False,
-        pooling="avg",
-        input_shape=(image_size, image_size, 3),
-    )
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16" if bf16 else "float32")
+    try:
+        return VGG16(
+            weights=None,
+            include_top=False,
+            pooling="avg",
+            input_shape=(image_size, image_size, 3),
+        )
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def seeded_weights_file(seed: int) -> Path:

@@ -7,7 +7,12 @@ from typing import Any
 from pyspark.sql import functions as F
 
 from fruitlens import session, weights
-from fruitlens.commands.preflight import require_input, require_model, require_output
+from fruitlens.commands.preflight import (
+    require_input,
+    require_model,
+    require_output,
+    require_precision,
+)
 from fruitlens.config import Config
 from fruitlens.errors import UsageError
 from fruitlens.outputs import names
@@ -21,6 +26,7 @@ def predict_command(config: Config) -> dict[str, Any]:
     storage = Storage(config)
     require_input(config, storage)
     output = require_output(config, storage)
+    require_precision(config)
     card = classify.load_card(require_model(config, storage), storage)
     if config.image_size is not None and config.image_size != card.image_size:
         raise UsageError(

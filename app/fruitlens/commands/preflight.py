@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fruitlens import paths
+from fruitlens import paths, session
 from fruitlens.config import Config
 from fruitlens.errors import UsageError
 from fruitlens.outputs import names
 from fruitlens.outputs.commit import committed_manifest
 from fruitlens.outputs.storage import Storage, local_path
+from fruitlens.pipeline.featurize import BF16, Cpu, this_cpu
 from fruitlens.pipeline.images import symlink_loop
 
 
@@ -46,6 +47,23 @@ def require_output(config: Config, storage: Storage) -> str:
             "(or --incremental to reuse their features)"
         )
     return config.output
+
+
+def require_precision(config: Config, cpu: Cpu | None = None) -> None:
+    """`--precision bf16` is refused where this process's CPU will featurize without bf16.
+
+    Only a local run featurizes on the driver's CPU; on a cluster the executors may be other
+    instance types, so each one decides, falls back to fp32 with a logged reason, and run.json
+    lists it.
+    """
+    if config.precision != BF16 or not session.runs_locally(config):
+        return
+    cpu = cpu or this_cpu()
+    if not cpu.bf16_flags:
+        raise UsageError(
+            f"--precision bf16: this CPU ({cpu.model}) has neither amx_bf16 nor avx512_bf16, "
+            "so bf16 would be emulated and slower; use --precision auto or fp32"
+        )
 
 
 def require_model(config: Config, storage: Storage) -> str:

@@ -10,7 +10,7 @@ from pyspark.sql import DataFrame
 
 from fruitlens import session, weights
 from fruitlens.commands.evaluate import evaluate_and_save
-from fruitlens.commands.preflight import require_input, require_output
+from fruitlens.commands.preflight import require_input, require_output, require_precision
 from fruitlens.commands.train import train_and_save
 from fruitlens.config import Config
 from fruitlens.errors import UsageError
@@ -27,6 +27,7 @@ def run_command(config: Config) -> dict[str, Any]:
     storage = Storage(config)
     require_input(config, storage)
     output = require_output(config, storage)
+    require_precision(config)
     resolved = weights.resolve(config.weights, storage.download)
     report = RunReport("run", config)
     # Cleans what a failed run left; datasets go to new versions until run.json commits them.
@@ -94,7 +95,7 @@ def keep_committed_run(
     """Same files, weights and settings as the committed run: its outputs are this run's, and
     nothing is featurized, reduced or trained again."""
     log.info("--incremental: nothing changed since the committed run; its outputs stand")
-    for section in ("images", "model", "pca", "classifier", "fingerprint"):
+    for section in ("images", "precision", "model", "pca", "classifier", "fingerprint"):
         if section in previous:
             report.sections[section] = previous[section]
     report.sections["incremental"] = {

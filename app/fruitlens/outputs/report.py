@@ -112,6 +112,7 @@ class RunReport:
             }
         elapsed = self.timings_s["featurize"]
         self.sections["images"] = counts
+        self.sections["precision"] = result.precision
         self.sections["throughput_images_per_s"] = (
             round(counts["listed"] / elapsed, 3) if elapsed else None
         )
@@ -187,6 +188,10 @@ def summary(document: dict[str, Any]) -> str:
             f"  model      {model.get('name')} {model.get('image_size')}px, weights "
             f"{model.get('weights')} ({kind})"
         )
+    precision = document.get("precision", {})
+    if precision:
+        used = ", ".join(f"{name} {count}" for name, count in precision["images"].items())
+        lines.append(f"  precision  {precision['asked']} asked: {used or 'nothing featurized'}")
     pca = document.get("pca", {})
     if pca:
         lines.append(

@@ -2,11 +2,18 @@
 
 Each row comes out either with 512 features or with a rejection reason, from the same pass over
 the bytes, so "processed + rejected == listed" holds by construction.
+
+Each Python worker chooses its own arithmetic (--precision) from its own CPU, because executors
+may run on other instance types than the driver; every featurized row says which precision, which
+worker and which CPU flags made it, so run.json accounts for them from the same job that counts
+the images.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,13 +36,41 @@ log = logging.getLogger(__name__)
 
 SIZE_PROBE_FILES = 32
 
+# Who made a row's features: filled for featurized images only (null for rejected or reused ones).
+WORKER_COLUMNS = ("precision", "precision_reason", "worker", "cpu_model", "cpu_flags")
 FEATURIZED = StructType(
     [
         StructField("features", ArrayType(FloatType()), True),
         StructField("reason", StringType(), True),
         StructField("detail", StringType(), True),
+        *(StructField(name, StringType(), True) for name in WORKER_COLUMNS),
     ]
 )
+
+FP32 = "fp32"
+BF16 = "bf16"
+AUTO = "auto"
+# The instructions that make bf16 faster than float32 in oneDNN: AMX tiles (Sapphire Rapids and
+# later Xeons, AWS c7i/m7i/r7i) and AVX512_BF16 dot products (Cooper Lake, Zen 4: c7a/m7a).
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+# The flags recorded per worker in run.json: those that decide the arithmetic's speed.
+REPORTED_FLAGS = (
+    "avx2",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
+# `auto` picks bf16 only on an instruction set where `make bench` found bf16 features changing
+# nothing a user sees (accuracy and macro-F1 within 0.3 points, same PCA k +-1, >= 99.5 % of Test
+# predictions agreeing): the evidence is named here, and a CPU family without it stays float32
+# under `auto` (`--precision bf16` still forces it). bench/README.md says how to add one.
+AUTO_BF16_VERIFIED = {
+    "amx_bf16": "make bench 2026-11-30, Intel Xeon with AMX (bench/results/latest.json)",
+}
 
 
 @dataclass(frozen=True)
@@ -48,20 +83,96 @@ class FeaturizerSpec:
     batch_size: int
     max_pixels: int
     threads: int
+    precision: str = AUTO  # as asked: auto, fp32 or bf16; each worker resolves it
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """What /proc/cpuinfo says about the processor this Python process runs on."""
+
+    model: str
+    flags: frozenset[str]
+
+    @property
+    def bf16_flags(self) -> tuple[str, ...]:
+        return tuple(flag for flag in BF16_FLAGS if flag in self.flags)
+
+    @property
+    def reported_flags(self) -> tuple[str, ...]:
+        return tuple(flag for flag in REPORTED_FLAGS if flag in self.flags)
+
+
+def this_cpu(cpuinfo: str = "/proc/cpuinfo") -> Cpu:
+    """The model name and flags of the first processor listed (all cores of a host share them)."""
+    model, flags = "unknown", frozenset[str]()
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not Linux: no flags, so float32
+        return Cpu(model, flags)
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model == "unknown":
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = frozenset(value.split())
+    return Cpu(model, flags)
+
+
+def choose_precision(asked: str, cpu: Cpu) -> tuple[str, str]:
+    """(precision used, why) for a worker on `cpu`; never bf16 where it would be emulated."""
+    present = cpu.bf16_flags
+    if asked == FP32:
+        return FP32, "fp32 asked"
+    if asked == BF16:
+        if present:
+            return BF16, f"bf16 asked; CPU has {', '.join(present)}"
+        return FP32, (
+            "bf16 asked but this CPU has neither amx_bf16 nor avx512_bf16 (bf16 would be "
+            "emulated, slower than fp32): fell back to fp32"
+        )
+    verified = [flag for flag in present if flag in AUTO_BF16_VERIFIED]
+    if verified:
+        return BF16, f"auto: CPU has {verified[0]}, where the benchmark verified bf16 features"
+    if present:
+        return FP32, (
+            f"auto: CPU has {', '.join(present)} but the benchmark has not verified bf16 "
+            "features on it yet: fp32 (--precision bf16 forces it)"
+        )
+    return FP32, "auto: CPU has no bf16 instructions"
+
+
+@dataclass(frozen=True)
+class WorkerModel:
+    """A worker's compiled network and the facts its rows carry into run.json."""
+
+    forward: Callable[[np.ndarray], np.ndarray]
+    precision: str
+    reason: str
+    worker: str
+    cpu: Cpu
+
+    def columns(self) -> dict[str, str]:
+        return {
+            "precision": self.precision,
+            "precision_reason": self.reason,
+            "worker": self.worker,
+            "cpu_model": self.cpu.model,
+            "cpu_flags": " ".join(self.cpu.reported_flags),
+        }
 
 
 # One compiled model per Python worker process, reused by every task that process runs
 # (spark.python.worker.reuse): building VGG16 costs seconds, a batch costs milliseconds.
-_WORKER_MODELS: dict[FeaturizerSpec, Callable[[np.ndarray], np.ndarray]] = {}
+_WORKER_MODELS: dict[FeaturizerSpec, WorkerModel] = {}
 
 
-def worker_model(spec: FeaturizerSpec) -> Callable[[np.ndarray], np.ndarray]:
+def worker_model(spec: FeaturizerSpec) -> WorkerModel:
     if spec not in _WORKER_MODELS:
         _WORKER_MODELS[spec] = _build_model(spec)
     return _WORKER_MODELS[spec]
 
 
-def _build_model(spec: FeaturizerSpec) -> Callable[[np.ndarray], np.ndarray]:
+def _build_model(spec: FeaturizerSpec) -> WorkerModel:
     import tensorflow as tf
     from pyspark import SparkFiles
 
@@ -72,9 +183,14 @@ def _build_model(spec: FeaturizerSpec) -> Callable[[np.ndarray], np.ndarray]:
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:
         pass
-    model = weights.build_vgg16(spec.image_size)
+    cpu = this_cpu()
+    precision, reason = choose_precision(spec.precision, cpu)
+    worker = f"{socket.gethostname()}/{os.getpid()}"
+    if spec.precision == BF16 and precision != BF16:
+        log.warning("worker %s (%s): %s", worker, cpu.model, reason)
+    model = weights.build_vgg16(spec.image_size, precision == BF16)
     weights.load_into(model, _local_weights(SparkFiles.get(spec.weights_file_name), spec))
-    return compile_forward(model, spec.image_size)
+    return WorkerModel(compile_forward(model, spec.image_size), precision, reason, worker, cpu)
 
 
 def _local_weights(path: str, spec: FeaturizerSpec) -> Path:
@@ -88,7 +204,11 @@ def _local_weights(path: str, spec: FeaturizerSpec) -> Path:
 
 
 def compile_forward(model: Any, image_size: int) -> Callable[[np.ndarray], np.ndarray]:
-    """VGG16 preprocessing + forward pass as one traced graph (much faster than predict)."""
+    """VGG16 preprocessing + forward pass as one traced graph (much faster than predict).
+
+    Features come out float32 whatever the model computes in (a bf16 model's pooled output is
+    cast back), so the tables, PCA and classifier see one type.
+    """
     import tensorflow as tf
     from keras.applications.vgg16 import preprocess_input
 
@@ -97,15 +217,23 @@ def compile_forward(model: Any, image_size: int) -> Callable[[np.ndarray], np.nd
         reduce_retracing=True,
     )
     def forward(batch: Any) -> Any:
-        return model(preprocess_input(batch), training=False)
+        return tf.cast(model(preprocess_input(batch), training=False), tf.float32)
 
     return lambda batch: forward(batch).numpy()
 
 
 def featurize_batch(
-    contents: pd.Series, has_label: pd.Series, spec: FeaturizerSpec, forward: Callable[..., Any]
+    contents: pd.Series,
+    has_label: pd.Series,
+    spec: FeaturizerSpec,
+    model: Callable[[], WorkerModel],
 ) -> pd.DataFrame:
-    """Decode what can be decoded, run the network on those, keep a reason for the rest."""
+    """Decode what can be decoded, run the network on those, keep a reason for the rest.
+
+    `model` is called only when a batch has decodable images: tasks with nothing to featurize
+    (--incremental re-runs, empty or all-rejected partitions) never import TensorFlow nor build
+    VGG16.
+    """
     decoded = [
         decode.decode(content, spec.image_size, spec.max_pixels)
         if labelled
@@ -114,17 +242,23 @@ def featurize_batch(
     ]
     good = [index for index, item in enumerate(decoded) if item.pixels is not None]
     features: list[np.ndarray | None] = [None] * len(decoded)
+    made_by: dict[str, list[str | None]] = {name: [None] * len(decoded) for name in WORKER_COLUMNS}
     if good:
+        worker = model()
         pixels = np.stack([decoded[index].pixels for index in good]).astype(np.float32)
         for start in range(0, len(good), spec.batch_size):
-            outputs = forward(pixels[start : start + spec.batch_size])
+            outputs = worker.forward(pixels[start : start + spec.batch_size])
             for offset, row in enumerate(outputs):
                 features[good[start + offset]] = row.astype(np.float32)
+        for name, value in worker.columns().items():
+            for index in good:
+                made_by[name][index] = value
     return pd.DataFrame(
         {
             "features": features,
             "reason": [item.reason for item in decoded],
             "detail": [item.detail or None for item in decoded],
+            **made_by,
         }
     )
 
@@ -132,14 +266,8 @@ def featurize_batch(
 def featurizer_udf(spec: FeaturizerSpec) -> Callable[..., Column]:
     @F.pandas_udf(FEATURIZED)  # type: ignore[call-overload]
     def featurize(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
-        # The model is looked up (and on a worker's first use, built) only when a batch has
-        # decodable images: tasks with nothing new to featurize (--incremental re-runs, empty
-        # or all-rejected partitions) then never import TensorFlow nor build VGG16.
-        def forward(batch: np.ndarray) -> np.ndarray:
-            return worker_model(spec)(batch)
-
         for contents, has_label in batches:
-            yield featurize_batch(contents, has_label, spec, forward)
+            yield featurize_batch(contents, has_label, spec, lambda: worker_model(spec))
 
     return featurize
 
@@ -162,9 +290,7 @@ def featurize_images(
         F.col("path"),
         F.col("label"),
         F.col("split"),
-        F.col("out.features").alias("features"),
-        F.col("out.reason").alias("reason"),
-        F.col("out.detail").alias("detail"),
+        *(F.col(f"out.{field.name}").alias(field.name) for field in FEATURIZED.fields),
     )
 
 
@@ -196,6 +322,7 @@ class Featurized:
     resolved: weights.ResolvedWeights
     inputs_sha256: str
     reused: int | None  # features taken from the committed run (--incremental), else None
+    precision: dict[str, Any]  # run.json's precision section: asked, used, each worker's CPU
 
 
 def native_size(files: DataFrame) -> int:
@@ -232,6 +359,7 @@ def featurize_input(
         batch_size=config.batch_size,
         max_pixels=config.max_pixels,
         threads=int(spark.conf.get("spark.task.cpus", "1") or 1),
+        precision=config.precision,
     )
     if stored is None:
         computed = featurize_images(named, spec, require_label)
@@ -306,18 +434,54 @@ def stored_features(
     return stored.dropDuplicates(["image_id"]).localCheckpoint(eager=True), int(size)
 
 
-def count_outcomes(featurized: DataFrame) -> dict[str, Any]:
-    by_reason = {
-        (row["reason"] or ""): int(row["count"])
-        for row in featurized.groupBy("reason").count().collect()
-    }
+def count_outcomes(featurized: DataFrame) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Images per outcome, and per worker that featurized some (its precision, CPU and count),
+    from one aggregation job: the rows themselves say who made them."""
+    rows = featurized.groupBy("reason", *WORKER_COLUMNS).count().collect()
+    by_reason: Counter[str] = Counter()
+    for row in rows:
+        by_reason[row["reason"] or ""] += int(row["count"])
     processed = by_reason.pop("", 0)
     rejected = sum(by_reason.values())
-    return {
+    counts = {
         "listed": processed + rejected,
         "processed": processed,
         "rejected": rejected,
         "rejected_by_reason": dict(sorted(by_reason.items())),
+    }
+    workers = [
+        {
+            "worker": row["worker"],
+            "cpu_model": row["cpu_model"],
+            "cpu_flags": (row["cpu_flags"] or "").split(),
+            "precision": row["precision"],
+            "why": row["precision_reason"],
+            "images": int(row["count"]),
+        }
+        for row in rows
+        if row["reason"] is None and row["precision"] is not None
+    ]
+    return counts, sorted(workers, key=lambda worker: worker["worker"])
+
+
+def precision_summary(
+    asked: str, counts: dict[str, Any], workers: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """run.json's account of the arithmetic: asked, used per image, and each worker's CPU."""
+    used: Counter[str] = Counter()
+    for worker in workers:
+        used[worker["precision"]] += worker["images"]
+        if asked == BF16 and worker["precision"] != BF16:
+            log.warning("worker %s: %s", worker["worker"], worker["why"])
+    stored = counts["processed"] - sum(used.values())
+    if stored:
+        used["stored_features_reused"] = stored
+    driver = this_cpu()
+    return {
+        "asked": asked,
+        "images": dict(sorted(used.items())),
+        "workers": workers,
+        "driver_cpu": {"model": driver.model, "cpu_flags": list(driver.reported_flags)},
     }
 
 
@@ -331,7 +495,7 @@ def featurize_and_count(
 ) -> Featurized:
     """Every file under --input accounted for: listed = processed + rejected, or a Failure."""
     featurized, spec = featurize_input(spark, config, resolved, image_size, require_label, stored)
-    counts = count_outcomes(featurized)
+    counts, workers = count_outcomes(featurized)
     digest = images.inputs_digest(featurized)
     if counts["listed"] != counts["processed"] + counts["rejected"]:
         raise Failure(f"image accounting broken: {counts}")
@@ -344,6 +508,7 @@ def featurize_and_count(
         resolved,
         digest,
         reused,
+        precision_summary(config.precision, counts, workers),
     )
 
 

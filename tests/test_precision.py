@@ -1,0 +1,143 @@
+"""--precision: each worker's choice from its CPU flags, the driver's refusal, and the proof that
+bf16 features are the float32 features for every practical purpose (per-image cosine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from fruitlens.commands.preflight import require_precision
+from fruitlens.config import Config, build_config
+from fruitlens.errors import UsageError
+from fruitlens.pipeline import featurize
+from fruitlens.pipeline.featurize import BF16, FP32, Cpu, choose_precision, this_cpu
+
+# The flags lines of three EC2 families, as their /proc/cpuinfo reports them (trimmed to the
+# flags that matter here plus neighbours): c6i (Ice Lake, no bf16), c7a (Zen 4, AVX512_BF16),
+# c7i (Sapphire Rapids, AMX).
+C6I = "fpu sse2 avx avx2 fma avx512f avx512dq avx512bw avx512vl avx512_vnni avx512_vbmi2"
+C7A = C6I + " avx512_bf16 avx512_vbmi avx512_bitalg avx512_vpopcntdq"
+C7I = C7A + " avx512_fp16 amx_bf16 amx_tile amx_int8"
+
+
+def cpuinfo(tmp_path: Path, model: str, flags: str) -> Cpu:
+    text = ""
+    for processor in range(2):  # every core repeats its block; the first one is read
+        text += f"processor\t: {processor}\nmodel name\t: {model}\nflags\t\t: {flags}\n\n"
+    path = tmp_path / f"cpuinfo-{processor}-{len(flags)}"
+    path.write_text(text)
+    return this_cpu(str(path))
+
+
+def test_cpuinfo_gives_model_and_bf16_flags(tmp_path: Path):
+    c6i = cpuinfo(tmp_path, "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", C6I)
+    c7a = cpuinfo(tmp_path, "AMD EPYC 9R14", C7A)
+    c7i = cpuinfo(tmp_path, "Intel(R) Xeon(R) Platinum 8488C", C7I)
+    assert c6i.model == "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz"
+    assert (c6i.bf16_flags, c7a.bf16_flags, c7i.bf16_flags) == (
+        (),
+        ("avx512_bf16",),
+        ("amx_bf16", "avx512_bf16"),
+    )
+    assert c7i.reported_flags == (
+        "avx2",
+        "avx512f",
+        "avx512_vnni",
+        "avx512_bf16",
+        "avx512_fp16",
+        "amx_tile",
+        "amx_bf16",
+        "amx_int8",
+    )
+    assert this_cpu(str(tmp_path / "absent")) == Cpu("unknown", frozenset())
+
+
+def test_each_worker_resolves_the_precision_from_its_own_flags(tmp_path: Path):
+    c6i = cpuinfo(tmp_path, "Ice Lake", C6I)
+    c7a = cpuinfo(tmp_path, "Zen 4", C7A)
+    c7i = cpuinfo(tmp_path, "Sapphire Rapids", C7I)
+    used = {
+        (asked, cpu.model): choose_precision(asked, cpu)[0]
+        for asked in ("auto", "fp32", "bf16")
+        for cpu in (c6i, c7a, c7i)
+    }
+    # auto: bf16 only where the flags AND the benchmark's verdict allow it.
+    assert used[("auto", "Sapphire Rapids")] == BF16
+    assert used[("auto", "Ice Lake")] == FP32
+    expected_zen4 = BF16 if "avx512_bf16" in featurize.AUTO_BF16_VERIFIED else FP32
+    assert used[("auto", "Zen 4")] == expected_zen4
+    assert {used[("fp32", cpu.model)] for cpu in (c6i, c7a, c7i)} == {FP32}
+    # bf16 asked: honoured on both bf16 families; an executor without bf16 falls back.
+    assert used[("bf16", "Sapphire Rapids")] == used[("bf16", "Zen 4")] == BF16
+    precision, why = choose_precision("bf16", c6i)
+    assert precision == FP32 and "fell back to fp32" in why
+
+
+def test_bf16_is_refused_before_spark_on_a_local_cpu_without_it(tmp_path: Path):
+    c6i = cpuinfo(tmp_path, "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", C6I)
+    local = Config(precision="bf16", master="local[2]")
+    with pytest.raises(UsageError, match=r"neither amx_bf16 nor avx512_bf16.*--precision auto"):
+        require_precision(local, c6i)
+    require_precision(Config(precision="auto", master="local[2]"), c6i)  # auto: no refusal
+    # On a cluster the executors' CPUs decide (they fall back with a reason in run.json).
+    require_precision(Config(precision="bf16", master="k8s://https://eks:443"), c6i)
+
+
+def test_precision_comes_from_flag_environment_and_file(tmp_path: Path):
+    assert build_config("run", {}, {}).precision == "auto"
+    settings = tmp_path / "job.yaml"
+    settings.write_text("precision: fp32\n")
+    from_file = build_config("run", {"config": str(settings)}, {})
+    assert from_file.precision == "fp32"
+    from_env = build_config("run", {"config": str(settings)}, {"FRUITLENS_PRECISION": "bf16"})
+    assert from_env.precision == "bf16"
+    flags_win = build_config("run", {"precision": "fp32"}, {"FRUITLENS_PRECISION": "bf16"})
+    assert flags_win.precision == "fp32"
+
+
+def test_an_unknown_precision_is_one_line_of_usage_error(tmp_path: Path):
+    result = run_cli("run", "--input", str(tmp_path), "--output", str(tmp_path / "o"),
+                     "--precision", "fp16")  # fmt: skip
+    assert result.code == 2
+    assert "--precision: invalid choice: 'fp16'" in result.stderr
+
+
+def first_images(root: Path, per_class: int, classes: int) -> list[Path]:
+    """A fixed set: the first images (sorted) of the first classes of Training."""
+    folders = sorted(path for path in (root / "Training").iterdir() if path.is_dir())
+    return [image for folder in folders[:classes] for image in sorted(folder.iterdir())[:per_class]]
+
+
+@pytest.mark.slow
+def test_bf16_features_match_float32_on_real_images(fruits360: Path):
+    cpu = this_cpu()
+    if not cpu.bf16_flags:
+        pytest.skip(
+            f"this CPU ({cpu.model}) has neither amx_bf16 nor avx512_bf16: bf16 is not used "
+            "on it, so there is nothing to compare"
+        )
+    from fruitlens import weights
+    from fruitlens.pipeline import decode
+
+    files = first_images(fruits360, per_class=4, classes=16)
+    pixels = np.stack(
+        [decode.decode(path.read_bytes(), 100, 1 << 30).pixels for path in files]
+    ).astype(np.float32)
+    seeded = weights.seeded_weights_file(0)
+    outputs = {}
+    for precision in (FP32, BF16):
+        model = weights.build_vgg16(100, bf16=precision == BF16)
+        weights.load_into(model, seeded)
+        assert model.layers[1].compute_dtype == ("bfloat16" if precision == BF16 else "float32")
+        outputs[precision] = featurize.compile_forward(model, 100)(pixels)
+    fp32, bf16 = outputs[FP32], outputs[BF16]
+    assert fp32.shape == bf16.shape == (len(files), weights.FEATURE_DIM)
+    assert bf16.dtype == np.float32
+    assert not np.array_equal(fp32, bf16)  # the bf16 path really ran in another arithmetic
+    cosine = (fp32 * bf16).sum(axis=1) / (
+        np.linalg.norm(fp32, axis=1) * np.linalg.norm(bf16, axis=1)
+    )
+    assert cosine.min() >= 0.9999, f"worst image {files[int(cosine.argmin())]}: {cosine.min()}"
