@@ -61,12 +61,22 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="16,32,64")
     parser.add_argument("--trial-images", type=int, default=128)
     parser.add_argument("--limit", type=int, default=0, help="use only the first N images")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "bf16-keras", "bf16-grappler"),
+        help="fp32; bf16 by Keras's mixed_bfloat16 policy (what fruitlens uses); or bf16 by "
+        "TensorFlow's grappler rewrite auto_mixed_precision_onednn_bfloat16 of a float32 model",
+    )
     args = parser.parse_args()
 
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
+    if args.precision == "bf16-grappler":
+        # Process-wide: every graph traced from here on is rewritten to bf16 where oneDNN can.
+        tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
     from fruitlens import weights
     from fruitlens.pipeline.featurize import compile_forward
 
@@ -74,7 +84,7 @@ def main() -> None:
     if args.limit:
         files = files[: args.limit]
     build_start = time.perf_counter()
-    model = weights.build_vgg16(args.image_size)
+    model = weights.build_vgg16(args.image_size, bf16=args.precision == "bf16-keras")
     weights.load_into(model, args.weights)
     forward = compile_forward(model, args.image_size)
     build_s = time.perf_counter() - build_start
@@ -107,6 +117,7 @@ def main() -> None:
                 "build_s": build_s,
                 "threads": args.threads,
                 "image_size": args.image_size,
+                "precision": args.precision,
             }
         )
     )

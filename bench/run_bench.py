@@ -6,12 +6,17 @@ Steps, in order (each one's failure is recorded and the others still run):
 
   inputs      a fixed, evenly spread slice of the shared Fruits-360 subset (--base images),
               and 4x / 8x versions of it made of re-encoded copies with new content ids
-  roofline    VGG16 multiply-adds per image x 2 / TensorFlow's measured float32 matmul FLOP/s
-  keras       bare Keras loop on the 1x slice, best of a few batch sizes
+  roofline    VGG16 multiply-adds per image x 2 / TensorFlow's measured float32 and bfloat16
+              matmul FLOP/s
+  keras       bare Keras loop on the 1x slice, best of a few batch sizes: float32, bf16 by
+              Keras's mixed_bfloat16 policy, bf16 by grappler's onednn rewrite (and, on an AMX
+              CPU, bf16 with oneDNN capped at AVX512_BF16: what a c7a-class CPU runs)
+  openvino    OpenVINO f32 / bf16 on the same graph and images (benchmark-only venv)
   naive       naive Spark (224 px, model built inside the UDF, model.predict) on --naive images
   profile     read / decode + Arrow / model time inside Spark on --profile-images images
-  fruitlens   `fruitlens run --no-plots` at 1x (local[2]), then --incremental on the same
-              output, then 1x on local[1], then 4x and 8x; peak RSS of each run's process tree
+  fruitlens   `fruitlens run --no-plots` at 1x (local[2]) with --precision fp32 and auto, their
+              outputs compared (quality), then --incremental on the same output, then 1x on
+              local[1], then 4x and 8x (auto, and fp32 at the largest); peak RSS of each run
 
 Writes bench/results/<UTC timestamp>.json and bench/results/latest.json (see bench/README.md).
 """
@@ -38,6 +43,7 @@ sys.path[:0] = [str(BENCH), str(REPO / "app")]
 
 import dataset  # noqa: E402  (bench/ is a folder of scripts, not a package)
 import proctree  # noqa: E402
+import quality  # noqa: E402
 
 # The targets issue 6 sets (value, comparison, limit); a miss is reported, never hidden.
 TARGETS = {
@@ -47,7 +53,19 @@ TARGETS = {
     "speedup_local2_vs_local1": (">=", 1.8),
     "peak_rss_growth_8x": ("<=", 0.15),
     "incremental_rerun_fraction": ("<=", 0.10),
+    # Issue 12: bf16 where the CPU has it, at the featurize stage unless said otherwise.
+    "fruitlens_fp32_vs_keras_fp32_largest_scale": (">=", 0.95),
+    "fruitlens_auto_vs_keras_same_precision": (">=", 0.95),
+    "fruitlens_auto_vs_keras_same_precision_largest_scale": (">=", 0.95),
+    "fruitlens_auto_vs_openvino_bf16": (">=", 0.8),
+    "fixed_cost_s_1x": ("<=", 25.0),
 }
+# Issue 12's speed-up of `auto` over bare Keras float32, by the CPU's best bf16 instructions;
+# the bf16 roofline share applies to AMX only.
+AUTO_SPEEDUP_TARGET = {"amx_bf16": 3.5, "avx512_bf16": 1.3}
+AMX_ROOFLINE_SHARE = 0.70
+# oneDNN's cap that makes an AMX CPU run bf16 the way an AVX512_BF16-only CPU (c7a) does.
+AVX512_BF16_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}
 
 
 def log(message: str) -> None:
@@ -69,10 +87,17 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_json_script(command: list[str], timeout: float) -> dict[str, Any]:
+def run_json_script(
+    command: list[str], timeout: float, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run a bench script that prints one JSON object as its last stdout line."""
     done = subprocess.run(
-        command, capture_output=True, text=True, timeout=timeout, env=child_env(), check=False
+        command,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**child_env(), **(env or {})},
+        check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(f"exit {done.returncode}: {done.stderr.strip()[-2000:]}")
@@ -80,7 +105,13 @@ def run_json_script(command: list[str], timeout: float) -> dict[str, Any]:
 
 
 def fruitlens_run(
-    input_dir: Path, output: Path, weights: str, master: str, timeout: float, *extra: str
+    input_dir: Path,
+    output: Path,
+    weights: str,
+    master: str,
+    timeout: float,
+    *extra: str,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """`fruitlens run --no-plots`, wall-timed, with the peak RSS of its whole process tree."""
     command = [
@@ -104,7 +135,9 @@ def fruitlens_run(
     load_before = load()
     start = time.perf_counter()
     with log_file.open("w") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=child_env())
+        process = subprocess.Popen(
+            command, stdout=sink, stderr=subprocess.STDOUT, env={**child_env(), **(env or {})}
+        )
         sampler = proctree.TreeSampler(process.pid).start()
         try:
             returncode = process.wait(timeout=timeout)
@@ -129,6 +162,9 @@ def fruitlens_run(
         "images_per_s": round(images / wall, 3),
         "featurize_s": featurize_s,
         "featurize_images_per_s": round(images / featurize_s, 3) if featurize_s else None,
+        # Wall time not spent featurizing: interpreter, JVM and worker start, PCA, CV, writes.
+        "fixed_cost_s": round(wall - featurize_s, 2) if featurize_s else None,
+        "precision": manifest.get("precision"),
         "stage_timings_s": timings,
         "manifest_images": manifest["images"],
         "manifest_incremental": manifest.get("incremental"),
@@ -147,14 +183,9 @@ def environment() -> dict[str, Any]:
         except Exception:
             return None
 
-    cpu_model = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from fruitlens.featurize import this_cpu
+
+    cpu = this_cpu()
     try:
         java = subprocess.run(
             ["java", "-version"], capture_output=True, text=True, timeout=30, check=False
@@ -188,7 +219,9 @@ def environment() -> dict[str, Any]:
     except OSError:
         pass
     return {
-        "cpu_model": cpu_model,
+        "cpu_model": cpu.model,
+        "cpu_bf16_flags": list(cpu.bf16_flags),
+        "cpu_flags": sorted(cpu.flags),
         "cores": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)),
         "memory_mb": memory_mb,
@@ -329,8 +362,13 @@ class Bench:
             # The largest scale amortises the fixed costs (JVM, worker start, model builds).
             "fruitlens_largest_scale_vs_keras": ratio(largest.get("featurize_images_per_s"), keras),
         }
+        bf16_values, bf16_ratios, bf16_rules = self.bf16_summary(keras, largest)
+        values.update(bf16_values)
+        ratios.update(bf16_ratios)
         measured = {**values, **ratios}
-        checks = {name: (measured[name], *rule) for name, rule in TARGETS.items()}
+        checks = {
+            name: (measured.get(name), *rule) for name, rule in {**TARGETS, **bf16_rules}.items()
+        }
         targets = {
             name: {
                 "value": value,
@@ -341,7 +379,102 @@ class Bench:
             }
             for name, (value, sign, limit) in checks.items()
         }
+        quality = self.result("quality") or {}
+        if quality:
+            targets["bf16_quality"] = {
+                "value": {name: check["value"] for name, check in quality["checks"].items()},
+                "target": "accuracy, macro-F1 within 0.3 points; PCA k +-1; >= 99.5 % agree",
+                "met": quality["met"],
+            }
         return {**values, "ratios": ratios, "targets": targets}
+
+    def bf16_summary(
+        self, keras_fp32: float | None, largest: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, tuple[str, float]]]:
+        """Issue 12's figures: bf16 against float32, Keras, the bf16 roofline and OpenVINO."""
+        first = self.result("fruitlens_1x") or {}
+        auto = self.result("fruitlens_1x_auto") or {}
+        largest_fp32 = self.result(f"fruitlens_{max(self.args.scales)}x_fp32") or {}
+        bf16_options = {
+            name: (self.result(f"keras_{name}") or {}).get("images_per_s")
+            for name in ("bf16_keras", "bf16_grappler")
+        }
+        measured = {name: rate for name, rate in bf16_options.items() if rate}
+        best = max(measured, key=measured.__getitem__) if measured else None
+        keras_bf16 = measured.get(best) if best else None
+        avx512 = (self.result("keras_bf16_avx512_bf16_only") or {}).get("images_per_s")
+        roof = self.result("roofline_again") or self.result("roofline") or {}
+        roofs = [
+            (self.result(name) or {}).get("bf16_roofline_images_per_s")
+            for name in ("roofline", "roofline_again")
+        ]
+        bf16_roof = max(filter(None, roofs), default=None)
+        openvino = self.result("openvino") or {}
+
+        def used(run: dict[str, Any]) -> str | None:
+            images = (run.get("precision") or {}).get("images") or {}
+            return max(images, key=images.__getitem__) if images else None
+
+        def same_precision(run: dict[str, Any]) -> float | None:
+            return keras_bf16 if used(run) == "bf16" else keras_fp32
+
+        values = {
+            "keras_bf16_images_per_s": keras_bf16,
+            "keras_bf16_method": best,
+            "keras_bf16_options_images_per_s": bf16_options,
+            "keras_bf16_avx512_bf16_only_images_per_s": avx512,
+            "roofline_bf16_images_per_s": bf16_roof,
+            "matmul_gflops": {
+                "float32": round(roof.get("flops_per_s", 0) / 1e9, 1) or None,
+                "bfloat16": round(roof.get("bf16", {}).get("flops_per_s", 0) / 1e9, 1) or None,
+            },
+            "openvino_images_per_s": {
+                key: openvino[key]["images_per_s"]
+                for key in ("f32", "bf16", "i8")
+                if isinstance(openvino.get(key), dict)
+            },
+            "fruitlens_auto_featurize_images_per_s": auto.get("featurize_images_per_s"),
+            "fruitlens_auto_images_per_s": auto.get("images_per_s"),
+            "fruitlens_auto_precision_used": used(auto),
+            "fixed_cost_s": {
+                name.removeprefix("fruitlens_"): (self.result(name) or {}).get("fixed_cost_s")
+                for name in self.results["steps"]
+                if name.startswith("fruitlens_")
+            },
+            "end_to_end_images_per_s": {
+                name.removeprefix("fruitlens_"): (self.result(name) or {}).get("images_per_s")
+                for name in self.results["steps"]
+                if name.startswith("fruitlens_")
+            },
+        }
+        auto_rate = auto.get("featurize_images_per_s")
+        ratios = {
+            "keras_bf16_vs_keras_fp32": ratio(keras_bf16, keras_fp32),
+            "keras_bf16_avx512_bf16_only_vs_keras_fp32": ratio(avx512, keras_fp32),
+            "bf16_vs_fp32_matmul": ratio(
+                values["matmul_gflops"]["bfloat16"], values["matmul_gflops"]["float32"]
+            ),
+            "fruitlens_auto_vs_keras_fp32": ratio(auto_rate, keras_fp32),
+            "fruitlens_auto_vs_keras_same_precision": ratio(auto_rate, same_precision(auto)),
+            "fruitlens_auto_vs_keras_same_precision_largest_scale": ratio(
+                largest.get("featurize_images_per_s"), same_precision(largest)
+            ),
+            "fruitlens_fp32_vs_keras_fp32_largest_scale": ratio(
+                largest_fp32.get("featurize_images_per_s"), keras_fp32
+            ),
+            "fruitlens_auto_vs_bf16_roofline": ratio(auto_rate, bf16_roof),
+            "fruitlens_auto_vs_openvino_bf16": ratio(
+                auto_rate, values["openvino_images_per_s"].get("bf16")
+            ),
+            "fixed_cost_s_1x": auto.get("fixed_cost_s") or first.get("fixed_cost_s"),
+        }
+        rules: dict[str, tuple[str, float]] = {}
+        flags = self.results["environment"].get("cpu_bf16_flags") or []
+        if flags:
+            rules["fruitlens_auto_vs_keras_fp32"] = (">=", AUTO_SPEEDUP_TARGET[flags[0]])
+        if "amx_bf16" in flags:
+            rules["fruitlens_auto_vs_bf16_roofline"] = (">=", AMX_ROOFLINE_SHARE)
+        return values, ratios, rules
 
 
 def incremental_supported() -> bool:
@@ -371,6 +504,17 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800, help="per step, seconds")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--skip", default="", help="comma-separated step names to skip")
+    parser.add_argument(
+        "--openvino-python",
+        default=str(
+            Path(os.environ.get("FRUITLENS_CACHE", "~/.cache/fruitlens")).expanduser()
+            / "bench"
+            / "openvino-venv"
+            / "bin"
+            / "python"
+        ),
+        help="the benchmark-only OpenVINO venv's interpreter (`make bench-openvino`)",
+    )
     args = parser.parse_args()
     if 1 not in args.scales:
         parser.error("--scales must include 1")
@@ -425,25 +569,43 @@ def run_steps(
             "roofline",
             lambda: run_json_script(roofline, timeout),
         )
+    keras = [*script, str(BENCH / "keras_loop.py"), "--images", str(slices[1])]
+    keras += ["--weights", str(weights_file), "--threads", str(args.threads)]
+    keras += ["--image-size", str(args.image_size)]
+    bf16_flags = bench.results["environment"]["cpu_bf16_flags"]
     if "keras" not in skip:
-        bench.step(
-            "keras",
-            lambda: run_json_script(
-                [
-                    *script,
-                    str(BENCH / "keras_loop.py"),
-                    "--images",
-                    str(slices[1]),
-                    "--weights",
-                    str(weights_file),
-                    "--threads",
-                    str(args.threads),
-                    "--image-size",
-                    str(args.image_size),
-                ],
-                timeout,
-            ),
-        )
+        bench.step("keras", lambda: run_json_script([*keras, "--precision", "fp32"], timeout))
+        # Both TensorFlow ways to bf16, back to back: fruitlens uses the Keras policy.
+        for method in ("keras", "grappler"):
+            bench.step(
+                f"keras_bf16_{method}",
+                lambda method=method: run_json_script(
+                    [*keras, "--precision", f"bf16-{method}"], timeout
+                ),
+            )
+        if "amx_bf16" in bf16_flags:
+            bench.step(
+                "keras_bf16_avx512_bf16_only",
+                lambda: run_json_script(
+                    [*keras, "--precision", "bf16-keras"], timeout, AVX512_BF16_ONLY
+                ),
+            )
+    openvino_python = Path(args.openvino_python)
+    if "openvino" not in skip:
+
+        def openvino() -> dict[str, Any]:
+            if not openvino_python.is_file():
+                raise RuntimeError(f"{openvino_python} missing: run `make bench-openvino`")
+            exported = work / "vgg16-savedmodel"
+            export = [*script, str(BENCH / "openvino_loop.py"), "export"]
+            export += ["--weights", str(weights_file), "--image-size", str(args.image_size)]
+            run_json_script([*export, "--out", str(exported)], timeout)
+            command = [str(openvino_python), str(BENCH / "openvino_loop.py"), "run"]
+            command += ["--model", str(exported), "--images", str(slices[1])]
+            command += ["--threads", str(args.threads)]
+            return run_json_script(command, timeout)
+
+        bench.step("openvino", openvino)
     if "naive" not in skip:
         bench.step(
             "naive",
@@ -484,13 +646,42 @@ def run_steps(
     outputs = work / "outputs"
     outputs.mkdir()
     first_output = outputs / "x1"
+    fp32 = ("--precision", "fp32")
     first = (
         bench.step(
             "fruitlens_1x",
-            lambda: fruitlens_run(slices[1], first_output, args.weights, "local[2]", timeout),
+            lambda: fruitlens_run(
+                slices[1], first_output, args.weights, "local[2]", timeout, *fp32
+            ),
         )
         or {}
     )
+    bench.step(
+        "fruitlens_1x_auto",
+        lambda: fruitlens_run(
+            slices[1], outputs / "x1-auto", args.weights, "local[2]", timeout, "--precision", "auto"
+        ),
+    )
+    bench.step("quality", lambda: quality.compare_runs(first_output, outputs / "x1-auto"))
+    if "amx_bf16" in bf16_flags and "avx512" not in skip:
+        # What `auto` would get on an AVX512_BF16-only CPU: the same check, oneDNN capped.
+        bench.step(
+            "fruitlens_1x_avx512_bf16_only",
+            lambda: fruitlens_run(
+                slices[1],
+                outputs / "x1-avx512",
+                args.weights,
+                "local[2]",
+                timeout,
+                "--precision",
+                "bf16",
+                env=AVX512_BF16_ONLY,
+            ),
+        )
+        bench.step(
+            "quality_avx512_bf16_only",
+            lambda: quality.compare_runs(first_output, outputs / "x1-avx512"),
+        )
 
     def rerun(scale: int, output: Path, before: dict[str, Any]) -> dict[str, Any]:
         supported = incremental_supported()
@@ -515,7 +706,7 @@ def run_steps(
         bench.step(
             "fruitlens_1x_local1",
             lambda: fruitlens_run(
-                slices[1], outputs / "x1-local1", args.weights, "local[1]", timeout
+                slices[1], outputs / "x1-local1", args.weights, "local[1]", timeout, *fp32
             ),
         )
     scaled: dict[str, Any] = {}
@@ -531,6 +722,18 @@ def run_steps(
                 or {}
             )
     largest = max(args.scales)
+    if largest != 1 and "scales" not in skip:
+        bench.step(
+            f"fruitlens_{largest}x_fp32",
+            lambda: fruitlens_run(
+                slices[largest],
+                outputs / f"x{largest}-fp32",
+                args.weights,
+                "local[2]",
+                timeout,
+                *fp32,
+            ),
+        )
     if largest != 1 and scaled and "incremental" not in skip:
         # The fixed costs (Python, JVM, listing jobs) weigh less against a larger first run.
         bench.step(

@@ -1,0 +1,91 @@
+"""Does bf16 change anything a user sees? Two `fruitlens run` outputs on the same images compared.
+
+The float32 run is the reference; the other (bf16) passes when, on the same Test images, its
+accuracy and macro-F1 are within 0.3 points, its PCA k within 1, and at least 99.5 % of its Test
+predictions are the reference's. The features' per-image cosine is recorded beside them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+# Issue 12's limits: (value, comparison, limit).
+LIMITS = {
+    "accuracy_diff_points": ("<=", 0.3),
+    "macro_f1_diff_points": ("<=", 0.3),
+    "pca_k_diff": ("<=", 1),
+    "test_predictions_agreeing": (">=", 0.995),
+}
+
+
+def dataset(run: Path, document: dict[str, Any], name: str) -> Any:
+    import pandas as pd
+
+    location = document.get("outputs", {}).get(name, str(run / name))
+    return pd.read_parquet(location.removeprefix("file:"))
+
+
+def compare_runs(reference: Path, other: Path) -> dict[str, Any]:
+    import numpy as np
+
+    documents = [json.loads((run / "run.json").read_text()) for run in (reference, other)]
+    classifiers = [document["classifier"] for document in documents]
+    ks = [document["pca"]["k"] for document in documents]
+    predictions = [
+        dataset(run, document, "predictions").set_index("image_id")["predicted_label"]
+        for run, document in zip((reference, other), documents, strict=True)
+    ]
+    joined = predictions[0].to_frame("reference").join(predictions[1].rename("other"), how="inner")
+    features = [
+        dataset(run, document, "features").set_index("image_id")["features"]
+        for run, document in zip((reference, other), documents, strict=True)
+    ]
+    common = features[0].index.intersection(features[1].index)
+    # Spark ML vectors come back from Parquet as structs; their dense values are a list.
+    a, b = (np.stack([np.asarray(v["values"]) for v in column.loc[common]]) for column in features)
+    cosine = (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    agreeing = int((joined["reference"] == joined["other"]).sum())
+    values = {
+        "accuracy_diff_points": round(
+            abs(classifiers[0]["accuracy"] - classifiers[1]["accuracy"]) * 100, 3
+        ),
+        "macro_f1_diff_points": round(
+            abs(classifiers[0]["macro_f1"] - classifiers[1]["macro_f1"]) * 100, 3
+        ),
+        "pca_k_diff": abs(ks[0] - ks[1]),
+        "test_predictions_agreeing": round(agreeing / len(joined), 5) if len(joined) else None,
+    }
+    checks = {
+        name: {
+            "value": values[name],
+            "limit": f"{sign} {limit}",
+            "met": values[name] is not None
+            and (values[name] <= limit if sign == "<=" else values[name] >= limit),
+        }
+        for name, (sign, limit) in LIMITS.items()
+    }
+    return {
+        "reference": {
+            "accuracy": classifiers[0]["accuracy"],
+            "macro_f1": classifiers[0]["macro_f1"],
+            "pca_k": ks[0],
+        },
+        "other": {
+            "accuracy": classifiers[1]["accuracy"],
+            "macro_f1": classifiers[1]["macro_f1"],
+            "pca_k": ks[1],
+        },
+        "precision_used": {
+            "reference": documents[0].get("precision", {}).get("images"),
+            "other": documents[1].get("precision", {}).get("images"),
+        },
+        "test_images": len(joined),
+        "test_predictions_differing": len(joined) - agreeing,
+        "feature_cosine_min": float(cosine.min()),
+        "feature_cosine_mean": float(cosine.mean()),
+        "images_compared": len(common),
+        "checks": checks,
+        "met": all(check["met"] for check in checks.values()),
+    }
