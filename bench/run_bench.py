@@ -183,7 +183,7 @@ def environment() -> dict[str, Any]:
         except Exception:
             return None
 
-    from fruitlens.featurize import this_cpu
+    from fruitlens.pipeline.featurize import this_cpu
 
     cpu = this_cpu()
     try:
