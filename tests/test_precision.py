@@ -59,19 +59,20 @@ def test_each_worker_resolves_the_precision_from_its_own_flags(tmp_path: Path):
     c6i = cpuinfo(tmp_path, "Ice Lake", C6I)
     c7a = cpuinfo(tmp_path, "Zen 4", C7A)
     c7i = cpuinfo(tmp_path, "Sapphire Rapids", C7I)
-    used = {
-        (asked, cpu.model): choose_precision(asked, cpu)[0]
-        for asked in ("auto", "fp32", "bf16")
-        for cpu in (c6i, c7a, c7i)
-    }
-    # auto: bf16 only where the flags AND the benchmark's verdict allow it.
-    assert used[("auto", "Sapphire Rapids")] == BF16
-    assert used[("auto", "Ice Lake")] == FP32
-    expected_zen4 = BF16 if "avx512_bf16" in featurize.AUTO_BF16_VERIFIED else FP32
-    assert used[("auto", "Zen 4")] == expected_zen4
-    assert {used[("fp32", cpu.model)] for cpu in (c6i, c7a, c7i)} == {FP32}
+    # auto: bf16 only where the flags AND a benchmark verdict (here: on AMX) allow it.
+    amx_verified = {"amx_bf16": "a bench run that met every quality check"}
+    assert choose_precision("auto", c7i, amx_verified)[0] == BF16
+    assert choose_precision("auto", c7a, amx_verified)[0] == FP32
+    assert choose_precision("auto", c6i, amx_verified)[0] == FP32
+    # Without a verdict (none recorded today), auto stays float32 everywhere, and says why.
+    precision, why = choose_precision("auto", c7i, {})
+    assert precision == FP32 and "not verified" in why
+    for cpu in (c6i, c7a, c7i):
+        expected = BF16 if set(cpu.bf16_flags) & set(featurize.AUTO_BF16_VERIFIED) else FP32
+        assert choose_precision("auto", cpu)[0] == expected
+        assert choose_precision("fp32", cpu)[0] == FP32
     # bf16 asked: honoured on both bf16 families; an executor without bf16 falls back.
-    assert used[("bf16", "Sapphire Rapids")] == used[("bf16", "Zen 4")] == BF16
+    assert choose_precision("bf16", c7i)[0] == choose_precision("bf16", c7a)[0] == BF16
     precision, why = choose_precision("bf16", c6i)
     assert precision == FP32 and "fell back to fp32" in why
 

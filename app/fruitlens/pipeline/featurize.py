@@ -66,11 +66,13 @@ REPORTED_FLAGS = (
 )
 # `auto` picks bf16 only on an instruction set where `make bench` found bf16 features changing
 # nothing a user sees (accuracy and macro-F1 within 0.3 points, same PCA k +-1, >= 99.5 % of Test
-# predictions agreeing): the evidence is named here, and a CPU family without it stays float32
-# under `auto` (`--precision bf16` still forces it). bench/README.md says how to add one.
-AUTO_BF16_VERIFIED = {
-    "amx_bf16": "make bench 2026-11-30, Intel Xeon with AMX (bench/results/latest.json)",
-}
+# predictions agreeing): each entry names its evidence, and a CPU family without one stays
+# float32 under `auto` (`--precision bf16` still forces it). bench/README.md says how to add one.
+# None yet: on the AMX Xeon (bench/results/20261130T120334Z.json) features kept a cosine of
+# 0.99999 and the same accuracy, PCA k and macro-F1 (0.03 points), but cross-validation chose
+# another regularisation and 6 of 150 Test predictions changed (96 % agree); AVX512_BF16 alone
+# (oneDNN capped) ran slower than float32 there.
+AUTO_BF16_VERIFIED: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -118,8 +120,12 @@ def this_cpu(cpuinfo: str = "/proc/cpuinfo") -> Cpu:
     return Cpu(model, flags)
 
 
-def choose_precision(asked: str, cpu: Cpu) -> tuple[str, str]:
-    """(precision used, why) for a worker on `cpu`; never bf16 where it would be emulated."""
+def choose_precision(
+    asked: str, cpu: Cpu, verified: dict[str, str] = AUTO_BF16_VERIFIED
+) -> tuple[str, str]:
+    """(precision used, why) for a worker on `cpu`; never bf16 where it would be emulated.
+
+    `verified`: the bf16 flags on which `auto` may use bf16 (AUTO_BF16_VERIFIED)."""
     present = cpu.bf16_flags
     if asked == FP32:
         return FP32, "fp32 asked"
@@ -130,9 +136,9 @@ def choose_precision(asked: str, cpu: Cpu) -> tuple[str, str]:
             "bf16 asked but this CPU has neither amx_bf16 nor avx512_bf16 (bf16 would be "
             "emulated, slower than fp32): fell back to fp32"
         )
-    verified = [flag for flag in present if flag in AUTO_BF16_VERIFIED]
-    if verified:
-        return BF16, f"auto: CPU has {verified[0]}, where the benchmark verified bf16 features"
+    proven = [flag for flag in present if flag in verified]
+    if proven:
+        return BF16, f"auto: CPU has {proven[0]}, where the benchmark verified bf16 features"
     if present:
         return FP32, (
             f"auto: CPU has {', '.join(present)} but the benchmark has not verified bf16 "
