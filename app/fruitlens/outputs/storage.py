@@ -290,15 +290,3 @@ class Storage:
                 )
                 aborted += 1
         return aborted
-
-
-def is_inside(child: str, parent: str) -> bool:
-    """Whether one folder/prefix lies under (or is) another, on the same store."""
-
-    def norm(uri: str) -> str:
-        if paths.is_s3(uri):
-            location = S3Location.parse(uri)
-            return f"s3://{location.bucket}/{location.prefix}"
-        return str(local_path(uri).resolve()).rstrip("/") + "/"
-
-    return norm(child).startswith(norm(parent))
