@@ -63,14 +63,14 @@ def main() -> None:
         def zeros(batch: np.ndarray) -> np.ndarray:
             return np.zeros((len(batch), 512), dtype=np.float32)
 
-        for contents, has_label in batches:
-            yield featurize.featurize_batch(contents, has_label, spec, zeros)
+        for contents, refusals in batches:
+            yield featurize.featurize_batch(contents, refusals, spec, zeros)
 
     def read() -> None:
         named.agg(F.max("image_id"), F.sum(F.length("content"))).collect()
 
     def decode_only() -> None:
-        out = named.select(no_model(F.col("content"), F.lit(True)).alias("out"))
+        out = named.select(no_model(F.col("content"), F.col("refusal")).alias("out"))
         out.where(F.col("out.reason").isNull()).count()
 
     def model() -> None:

@@ -201,3 +201,291 @@ def test_console_script_exits_2_with_one_line(argv):
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert result.stderr.startswith(f"fruitlens {argv[0]}: error: ")
     assert result.stdout == ""
+
+
+# --- locations a run.json (or a writer) names: inside the run, or refused ----------------------
+RUN = "/data/runs/r1"
+# (stored value, the run.json's recorded output, where it must resolve; None: refused)
+STORED_PATHS = [
+    ("features@2", None, f"{RUN}/features@2"),
+    ("plots/pca_scatter.png", None, f"{RUN}/plots/pca_scatter.png"),
+    ("./pca", None, f"{RUN}/pca"),
+    # Older manifests: absolute or working-directory-relative under the recorded output.
+    (f"{RUN}/features", RUN, f"{RUN}/features"),
+    ("/elsewhere/run/features@3", "/elsewhere/run", f"{RUN}/features@3"),  # a copied run
+    ("out/small/pca", "out/small", f"{RUN}/pca"),  # `erase` from another directory
+    ("s3a://fruits/runs/r1/features", "s3a://fruits/runs/r1", f"{RUN}/features"),
+    # Outside the run: refused, never read for rewriting nor deleted.
+    ("../r2/features", None, None),
+    ("features/../../r2/features", None, None),
+    ("/data/runs/r2/features", "/data/runs/r2-other", None),
+    ("/data/runs/r1-copy/features", None, None),
+    ("s3a://other/features", None, None),
+    ("", None, None),
+    (".", None, None),
+]
+
+
+@pytest.mark.parametrize(("stored", "recorded", "expected"), STORED_PATHS)
+def test_a_stored_location_resolves_inside_its_run_or_is_refused(stored, recorded, expected):
+    from fruitlens.outputs import commit as write
+
+    if expected is None:
+        with pytest.raises(write.ManifestError, match="refused"):
+            write.resolve_stored(RUN, stored, recorded)
+    else:
+        assert write.resolve_stored(RUN, stored, recorded) == expected
+
+
+def test_a_link_out_of_the_run_is_refused(tmp_path):
+    from fruitlens.outputs import commit as write
+
+    run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    run.mkdir()
+    elsewhere.mkdir()
+    (run / "features").symlink_to(elsewhere)
+    with pytest.raises(write.ManifestError, match="leads outside"):
+        write.resolve_stored(str(run), "features")
+
+
+# --- secrets: redacted in every document, whatever key or channel -----------------------------
+@pytest.mark.parametrize(
+    ("document", "secret"),
+    [
+        ({"spark_conf": ["spark.hadoop.fs.s3a.secret.key=FAKE-SECRET-1"]}, "FAKE-SECRET-1"),
+        ({"spark_conf": ["spark.hadoop.fs.s3a.access.key=AKIAFAKEFAKEFAKE1"]}, "AKIAFAKEFAKEFAKE1"),
+        ({"spark_conf": ["spark.hadoop.fs.s3a.session.token=FAKE-TOKEN-2"]}, "FAKE-TOKEN-2"),
+        ({"spark_conf": ["spark.ssl.keyStorePassword=FAKE-PASS-3"]}, "FAKE-PASS-3"),
+        ({"nested": {"aws_session_token": "FAKE-TOKEN-4"}}, "FAKE-TOKEN-4"),
+        ({"nested": [{"db_password": "FAKE-PASS-5"}]}, "FAKE-PASS-5"),
+        ({"note": "called with secret_key=FAKE-SECRET-6 by mistake"}, "FAKE-SECRET-6"),
+        ({"url": "https://b.s3/x?X-Amz-Signature=FAKE-SIG-7&a=1"}, "FAKE-SIG-7"),
+    ],
+)
+def test_secret_looking_values_are_redacted_in_documents(document, secret):
+    from fruitlens import redact
+    from fruitlens.outputs import commit as write
+
+    assert secret not in json.dumps(redact.scrub(document))
+    assert secret not in write.json_text(document)
+    assert redact.MASK in write.json_text(document)
+
+
+def test_secrets_given_through_any_channel_leave_the_config_document(tmp_path):
+    secret = "spark.hadoop.fs.s3a.secret.key=FAKE-CHANNEL-SECRET"
+    settings = tmp_path / "job.json"
+    settings.write_text(json.dumps({"spark_conf": [secret]}))
+    built = [
+        through_flag("spark_conf", "run", secret),
+        through_environment("spark_conf", "run", secret),
+        config.build_config("run", {"config": str(settings)}, {}),
+    ]
+    for cfg in built:
+        assert cfg.spark_conf == [secret]  # Spark still gets the value
+        public = json.dumps(cfg.public_dict())
+        assert "FAKE-CHANNEL-SECRET" not in public and "fs.s3a.secret.key" in public
+
+
+# --- files: what each bad file is rejected as (decode level, no Spark) -------------------------
+def encoded(fmt: str, mode: str = "RGB", **options: object) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new(mode, (40, 40), 120 if mode == "L" else (200, 60, 30)).save(
+        buffer, format=fmt, **options
+    )
+    return buffer.getvalue()
+
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto showpage\n"
+# (case, bytes, reason: None when the file must be processed)
+FILES = [
+    ("jpeg", lambda: encoded("JPEG"), None),
+    ("png", lambda: encoded("PNG"), None),
+    ("webp", lambda: encoded("WEBP"), None),
+    ("gif", lambda: encoded("GIF", "L"), None),
+    ("bmp", lambda: encoded("BMP"), None),
+    ("tiff", lambda: encoded("TIFF"), None),
+    ("eps, which would run Ghostscript", lambda: EPS, "unsupported_format"),
+    ("pcx", lambda: encoded("PCX"), "unsupported_format"),
+    ("ico", lambda: encoded("ICO"), "unsupported_format"),
+    ("ppm", lambda: encoded("PPM"), "unsupported_format"),
+    ("text", lambda: b"just some words\n" * 10, "not_an_image"),
+    ("empty", lambda: b"", "empty_file"),
+    ("truncated jpeg", lambda: encoded("JPEG")[:200], "corrupt_image"),
+]
+
+
+@pytest.mark.parametrize(("case", "make", "reason"), FILES, ids=[row[0] for row in FILES])
+def test_each_file_is_decoded_or_rejected_with_a_stable_reason(case, make, reason):
+    from fruitlens.pipeline import decode
+
+    first, second = decode.decode(make(), 32, 25_000_000), decode.decode(make(), 32, 25_000_000)
+    assert first.reason == reason, first.detail
+    # Identical runs give identical rejections: no memory address in the detail.
+    assert first.detail == second.detail and " at 0x" not in first.detail
+    if reason is None:
+        assert first.pixels.shape == (32, 32, 3)
+
+
+# --- the README and the CLI agree --------------------------------------------------------------
+PLACEHOLDERS = {
+    "DIR": "/opt/jars",
+    "VALUES": "values.yaml",
+    "FILE": "manifest.yaml",
+    "ID": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    "P": "s3a://fruits/raw/Apple/1.jpg",
+    "B": "fruits",
+    "N": "30",
+}
+
+
+def readme_commands() -> list[str]:
+    """Every `fruitlens ...` command the README shows: code blocks (with their continuation
+    lines), inline code, and the commands table (placeholders filled, [optional] parts kept,
+    the first of (a | b) alternatives taken)."""
+    import re
+
+    from conftest import REPO
+
+    text = (REPO / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    # A command with its flags (not the summary's "fruitlens run finished").
+    found = re.findall(r"^\s*(?:\.venv/bin/)?(fruitlens [a-z]+ [-\[(][^\n`]*)$", text, re.M)
+    found += re.findall(r"`(?:\.venv/bin/)?(fruitlens [a-z]+ [-\[(][^`]*)`", text)
+    commands = []
+    for line in found:
+        line = re.sub(r"\(([^|)]*?)\s*\\?\|[^)]*\)…?", r"\1", line)  # (a | b)… -> a
+        line = line.replace("[", "").replace("]", "").replace("…", "")
+        # --input URI, --output URI: one location per flag, so that none is inside another.
+        line = re.sub(r"--([a-z-]+) (?:URI|RUN)\b", r"--\1 s3a://fruits/\1", line)
+        line = re.sub(r"\b[A-Z]+\b", lambda m: PLACEHOLDERS.get(m.group(0), m.group(0)), line)
+        commands.append(line.strip())
+    return commands
+
+
+def test_the_readme_shows_commands_of_every_kind():
+    shown = {command.split()[1] for command in readme_commands()}
+    assert shown >= {*cli.COMMANDS, "submit"}
+
+
+@pytest.mark.parametrize("command", readme_commands())
+def test_every_readme_command_parses_and_its_settings_validate(command):
+    import shlex
+
+    argv = shlex.split(command)[1:]
+    args = cli.build_parser().parse_args(argv)  # SystemExit(2) on any flag the CLI lacks
+    if args.command != "submit":
+        config.build_config(args.command, vars(args), {})
+
+
+# Settings whose example needs another setting beside it (validated together).
+COMPANIONS = {
+    "sse": ["--sse-kms-key", "arn:aws:kms:eu-west-3:1:key/x"],
+    "s3_anonymous": ["--s3-endpoint", "http://127.0.0.1:9000"],
+}
+
+
+@pytest.mark.parametrize("command", [*cli.COMMANDS])
+def test_every_flag_example_in_the_help_is_accepted(command):
+    """`Example: --pca-k 50` in a flag's help is a value the flag takes."""
+    import re
+    import shlex
+
+    for item in config.fields_for(command):
+        example = item.metadata["help"].rsplit("Example: ", 1)[1]
+        if not example.startswith("--"):
+            continue
+        argv = [command, *shlex.split(re.sub(r"\.\.\.", "", example))]
+        argv += COMPANIONS.get(item.name, [])
+        args = cli.build_parser().parse_args(argv)
+        config.build_config(command, vars(args), {})
+
+
+# --- inputs a run cannot use: refused from the listing, before Spark, leaving no output --------
+def tree(root: Path, files: list[str]) -> Path:
+    for relative in files:
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"\xff\xd8 a photo, as far as the listing knows")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("files", "flags", "message"),
+    [
+        (["Apple/1.jpg"], [], "holds 1 image file(s) (and 0 hidden); PCA and a classifier need"),
+        ([".Apple/1.jpg", "_B/2.jpg", "C/3.jpg"], [], "holds 1 image file(s) (and 2 hidden)"),
+        (
+            ["Training/Apple/1.jpg", "Training/Apple/2.jpg", "Test/Apple/3.jpg"],
+            [],
+            "has 1 class folder(s) to train on (Apple); a classifier needs at least 2",
+        ),
+        (["Apple/1.jpg", "Apple/2.jpg"], ["--test-fraction", "0.5"], "has 1 class folder(s)"),
+        (
+            ["Training/A/1.jpg", "Training/B/2.jpg", "Test/A/3.jpg", "Test/B/4.jpg"],
+            ["--pca-k", "5"],
+            "--pca-k 5 is not below the 2 labelled images that PCA is fitted on: choose at most 1",
+        ),
+    ],
+)
+def test_a_run_that_cannot_work_is_refused_from_the_listing(
+    files, flags, message, capsys, tmp_path
+):
+    source = tree(tmp_path / "images", files)
+    output = tmp_path / "out"
+    err = refusal(capsys, ["run", "--input", str(source), "--output", str(output), *flags])
+    assert message in err
+    assert not output.exists()  # nothing blocks the next run
+
+
+def test_a_run_on_one_flat_class_without_training_is_not_refused():
+    from fruitlens.commands import preflight
+    from fruitlens.pipeline import images
+
+    listing = preflight.InputListing(files=3, classes={None: {"Apple"}})
+    preflight.require_trainable(config.build_config("run", {"config": None}, {}), listing)
+    assert images.class_rule("Apple/1.jpg") == ("Apple", None, None)
+
+
+# --- the class rule: the first folder under the root, or under Training|Test ------------------
+CLASS_RULE = [
+    ("Apple/1.jpg", ("Apple", None, None)),
+    ("Training/Apple/1.jpg", ("Apple", "Training", None)),
+    ("Test/Apple Braeburn/x y.jpg", ("Apple Braeburn", "Test", None)),
+    ("stray.jpg", (None, None, "no_class_folder")),
+    ("Training/stray.jpg", (None, None, "no_class_folder")),
+    ("Apple/d0/1.jpg", (None, None, "too_deep")),
+    ("Training/Apple/d0/d1/1.jpg", (None, "Training", "too_deep")),
+    ("Validation/Apple/1.jpg", (None, None, "too_deep")),  # not a split: Validation is a class
+]
+
+
+@pytest.mark.parametrize(("relative", "expected"), CLASS_RULE)
+def test_the_class_rule(relative, expected):
+    from fruitlens.pipeline import images
+
+    assert images.class_rule(relative) == expected
+
+
+# --- S3 locations that cannot work: named, exit 2, before Spark --------------------------------
+@pytest.mark.s3
+def test_missing_buckets_and_unreachable_endpoints_are_named(s3_server, capsys, tmp_path):
+    from conftest import free_port
+
+    s3_server.make_bucket("hardening-in")
+    for key in ("raw/Apple/1.jpg", "raw/Pear/2.jpg"):
+        s3_server.client().put_object(Bucket="hardening-in", Key=key, Body=b"x")
+    endpoint = ["--s3-endpoint", s3_server.endpoint]
+    err = refusal(
+        capsys, ["run", "--input", "s3a://no-such-bucket/raw", "--output", "o", *endpoint]
+    )
+    assert "s3a://no-such-bucket/raw: bucket 'no-such-bucket' does not exist" in err
+    out = "s3a://no-such-out/runs/r1"
+    err = refusal(capsys, ["run", "--input", "s3a://hardening-in/raw", "--output", out, *endpoint])
+    assert f"{out}: bucket 'no-such-out' does not exist" in err
+    closed = f"http://127.0.0.1:{free_port()}"
+    err = refusal(capsys, ["run", "--input", "s3a://hardening-in/raw", "--output", str(tmp_path),
+                           "--s3-endpoint", closed])  # fmt: skip
+    assert f"S3 endpoint {closed} cannot be reached" in err

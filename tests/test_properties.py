@@ -112,3 +112,47 @@ def test_boolean_flag_environment_and_file_agree(item, value, tmp_path):
         "file": outcome(lambda: config.build_config(command, {"config": str(settings_file)}, {})),
     }
     assert seen["flag"] == seen["environment"] == seen["file"], seen
+
+
+# --- stored locations: no value makes a writer or `erase` leave the output ---------------------
+PATH_PART = st.sampled_from(["..", ".", "", "features", "features@2", "x", "~", "\\..", "/"])
+PATH_LIKE = st.lists(st.one_of(PATH_PART, TEXT), max_size=6).map("/".join)
+STORED = st.one_of(
+    PATH_LIKE,
+    PATH_LIKE.map(lambda rest: "/" + rest),
+    PATH_LIKE.map(lambda rest: "file:" + rest),
+    PATH_LIKE.map(lambda rest: "s3a://fruits/" + rest),
+    TEXT,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(stored=STORED, recorded=st.one_of(st.none(), STORED))
+def test_a_stored_location_never_leaves_the_run(stored, recorded):
+    from fruitlens import paths
+    from fruitlens.outputs import commit as write
+
+    with tempfile.TemporaryDirectory() as folder:
+        run = str(Path(folder) / "run")
+        try:
+            uri = write.resolve_stored(run, stored, recorded)
+        except write.ManifestError:
+            return
+        assert paths.inside(uri, run) and paths.normalized(uri) != paths.normalized(run)
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=STORED)
+def test_a_writer_never_puts_a_file_outside_the_output(name):
+    from fruitlens import paths
+    from fruitlens.outputs import commit as write
+    from fruitlens.outputs.storage import Storage
+
+    with tempfile.TemporaryDirectory() as folder:
+        output = str(Path(folder) / "out")
+        commit = write.OutputCommit(output, Storage(config.Config(output=output)))
+        try:
+            uri = commit.put_bytes(name, b"{}", "application/json")
+        except write.ManifestError:
+            return
+        assert paths.inside(uri, output)

@@ -113,7 +113,9 @@ def _summary(document: dict[str, Any]) -> str:
 
 
 def _json(document: dict[str, Any]) -> str:
-    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    return json.dumps(
+        redact.scrub(document), indent=2, sort_keys=True, ensure_ascii=False, default=str
+    )
 
 
 def _command(
