@@ -489,3 +489,17 @@ def test_missing_buckets_and_unreachable_endpoints_are_named(s3_server, capsys, 
     err = refusal(capsys, ["run", "--input", "s3a://hardening-in/raw", "--output", str(tmp_path),
                            "--s3-endpoint", closed])  # fmt: skip
     assert f"S3 endpoint {closed} cannot be reached" in err
+
+
+@pytest.mark.parametrize(
+    ("output", "uri"),
+    [
+        ("out/small", "out/small/predictions"),  # a relative --output, as typed
+        ("/data/runs/r1", "/data/runs/r1/predictions"),
+        ("s3a://fruits/runs/r1", "s3a://fruits/runs/r1/predictions"),
+    ],
+)
+def test_a_writer_records_locations_relative_to_the_run(output, uri):
+    from fruitlens.outputs import commit as write
+
+    assert write.stored_name(output, uri) == "predictions"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import shutil
 import stat
@@ -40,13 +41,19 @@ class Outcome:
 
 
 def fruitlens(*argv: str) -> Outcome:
-    """`fruitlens ARGV` in this process (the real CLI path: flags, environment, umask)."""
+    """`fruitlens ARGV` in this process (the real CLI path: flags, environment, umask); the
+    process umask and log handlers it sets are put back for the tests that follow."""
     out, err = io.StringIO(), io.StringIO()
+    umask, handlers = os.umask(0o022), list(logging.getLogger().handlers)
+    os.umask(umask)
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = cli.main(list(argv))
         except SystemExit as stop:
             code = int(stop.code or 0)
+        finally:
+            os.umask(umask)
+            logging.getLogger().handlers[:] = handlers
     return Outcome(code, out.getvalue(), err.getvalue())
 
 
@@ -87,7 +94,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def hostile_run(workdir: Path) -> tuple[Path, Path, Outcome]:
     source = hostile_tree(workdir / "images")
-    previous_dir, previous_umask = Path.cwd(), os.umask(0o022)
+    previous_dir, previous_secret = Path.cwd(), os.environ.get("AWS_SECRET_ACCESS_KEY")
     os.environ["AWS_SECRET_ACCESS_KEY"] = SECRETS["environment"]
     os.chdir(workdir)  # a relative --output, as a user types it
     try:
@@ -112,8 +119,10 @@ def hostile_run(workdir: Path) -> tuple[Path, Path, Outcome]:
         )
     finally:
         os.chdir(previous_dir)
-        os.umask(previous_umask)
-        del os.environ["AWS_SECRET_ACCESS_KEY"]
+        if previous_secret is None:
+            del os.environ["AWS_SECRET_ACCESS_KEY"]
+        else:
+            os.environ["AWS_SECRET_ACCESS_KEY"] = previous_secret
     assert outcome.code == 0, outcome.err[-3000:]
     return source, workdir / "out" / "small", outcome
 
@@ -323,3 +332,27 @@ def test_a_one_image_run_says_what_happened_and_blocks_no_rerun(hostile_run, wor
     rerun = fruitlens("run", "--input", str(source), "--output", str(output), *flags)
     assert rerun.code == 0, rerun.err[-2000:]  # no --overwrite needed over a refused run
     assert run_json(output)["images"]["processed"] == 2 and "refused" not in run_json(output)
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_top_k_is_never_more_than_the_classes(hostile_run, classes):
+    from pyspark.ml.linalg import Vectors
+    from pyspark.sql import SparkSession
+
+    from fruitlens.pipeline import classify
+
+    spark = SparkSession.getActiveSession()
+    generator = np.random.default_rng(classes)
+    rows = [
+        (f"{label}-{n}", f"file:/x/{label}/{n}.jpg", f"C{label}", "Training",
+         Vectors.dense(generator.normal(label * 3.0, 1.0, 8)))
+        for label in range(classes)
+        for n in range(6)
+    ]  # fmt: skip
+    features = spark.createDataFrame(rows, "image_id string, path string, label string, "
+                                     "split string, features vector")  # fmt: skip
+    model, _ = classify.train(features, 2, "logreg", 2, False, 0)
+    scored = classify.score(model, features)
+    assert {len(row["top3"]) for row in scored.select("top3").collect()} == {min(3, classes)}
+    flat = classify.flat_predictions(scored, classes).columns
+    assert flat[-2:] == [f"top{min(3, classes)}_label", f"top{min(3, classes)}_probability"]

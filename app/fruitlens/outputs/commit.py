@@ -97,9 +97,12 @@ class ManifestError(UsageError):
 
 
 def stored_name(output: str, uri: str) -> str:
-    """How run.json names a location under the run: relative to it (`features@2`), so a moved
-    or copied run still names its own files."""
-    return resolve_stored(output, uri)[len(output.rstrip("/")) + 1 :]
+    """How run.json names a location under the run (`uri`, as a writer made it from `output`):
+    relative to the run (`features@2`), so a moved or copied run still names its own files."""
+    output = output.rstrip("/")
+    if uri.startswith(output + "/"):  # also a relative --output (out/small/features@2)
+        uri = uri[len(output) + 1 :]
+    return resolve_stored(output, uri)[len(output) + 1 :]
 
 
 def resolve_stored(output: str, stored: str, recorded_output: str | None = None) -> str:
