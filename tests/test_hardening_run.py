@@ -150,7 +150,7 @@ def test_every_hostile_file_is_accounted_with_its_reason(hostile_run):
         "unsupported_format": 1,
     }
     assert images["processed"] == 18 and images["listed"] == 22
-    assert images["skipped_hidden"]["count"] == 2
+    assert run_json(output)["listing"]["hidden_files_skipped"] == 2
     assert "not listed (hidden name, '.' or '_'): 2" in outcome.out
     rejected = pd.read_parquet(output / run_json(output)["outputs"]["rejected"])
     by_reason = dict(zip(rejected["reason"], rejected["detail"], strict=True))

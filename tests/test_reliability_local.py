@@ -35,8 +35,10 @@ HOSTILE_NAMES = {
     "New Lines/line\nbreak.jpg": (20, 30, 40),
     "Ünïcödé 🍎/pêche ß 桃.jpg": (30, 40, 50),
     "Long/" + "x" * 240 + ".jpg": (40, 50, 60),
-    "/".join(["Deep"] + ["d" * 200] * 6) + "/deep.jpg": (50, 60, 70),
 }
+# A 1 200-character path nests below its class folder: rejected as too_deep (the class rule),
+# never labelled with its parent folder's name.
+DEEP = "/".join(["Deep"] + ["d" * 200] * 6) + "/deep.jpg"
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,7 @@ def tiny_input(fruits360: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         (root / class_dir.name).mkdir(parents=True)
         for image in sorted(class_dir.iterdir())[:4]:
             shutil.copyfile(image, root / class_dir.name / image.name)
-    for relative, colour in HOSTILE_NAMES.items():
+    for relative, colour in {**HOSTILE_NAMES, DEEP: (50, 60, 70)}.items():
         target = root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(rgb_jpeg(colour))
@@ -230,7 +232,9 @@ def test_hostile_file_names_are_featurized_with_their_names_intact(first_run: Pa
     for relative in HOSTILE_NAMES:
         assert relative.rsplit("/", 1)[-1] in names, relative
     labels = set(features["label"])
-    assert {"Quotes", "New Lines", "Ünïcödé 🍎", "Long", "d" * 200} <= labels
+    assert {"Quotes", "New Lines", "Ünïcödé 🍎", "Long"} <= labels and "d" * 200 not in labels
+    rejected = dataset(output, "rejected")
+    assert list(rejected["reason"]) == ["too_deep"] and rejected["path"][0].endswith(DEEP)
 
 
 def test_hostile_names_survive_the_client_csv(first_run: Path):
@@ -249,10 +253,10 @@ def test_a_folder_link_that_is_no_loop_is_followed(first_run: Path):
         path for path in paths if path.endswith("/Linked/linked.jpg")
     ]
     assert run_json(first_run)["images"] == {
-        "listed": 12 + len(HOSTILE_NAMES) + 1,
+        "listed": 12 + len(HOSTILE_NAMES) + 2,
         "processed": 12 + len(HOSTILE_NAMES) + 1,
-        "rejected": 0,
-        "rejected_by_reason": {},
+        "rejected": 1,
+        "rejected_by_reason": {"too_deep": 1},
     }
 
 

@@ -45,7 +45,7 @@ def predict_command(config: Config) -> dict[str, Any]:
             spark, config, resolved, card.image_size, require_label=False
         )
     report.record_featurization(result)
-    report.sections["images"]["skipped_hidden"] = listing.describe_hidden()
+    report.sections["listing"] = listing.describe_hidden()
     with report.stage("predict", result.counts["processed"]):
         scored = classify.score(model, result.processed, config.min_confidence).persist()
         predictions = scored.select(

@@ -53,8 +53,9 @@ class InputListing:
     labelled: Counter[str | None] = field(default_factory=Counter)  # split -> files with a class
 
     def describe_hidden(self) -> dict[str, Any]:
+        """run.json's `listing`: what Spark's listing leaves out, outside the image counts."""
         return {
-            "count": self.hidden,
+            "hidden_files_skipped": self.hidden,
             "why": "names starting with '.' or '_' are hidden files to Spark's and Hadoop's "
             "listing; rename them to include them",
         }

@@ -51,7 +51,7 @@ def run_command(config: Config) -> dict[str, Any]:
     with report.stage("featurize"):
         result = featurize.featurize_and_count(spark, config, resolved, stored_size, stored=stored)
     report.record_featurization(result)
-    report.sections["images"]["skipped_hidden"] = listing.describe_hidden()
+    report.sections["listing"] = listing.describe_hidden()
     report.sections["fingerprint"] = run_fingerprint(config, result.inputs_sha256, resolved)
     if stored is not None:
         report.sections["incremental"]["unchanged"] = False

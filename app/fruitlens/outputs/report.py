@@ -184,7 +184,7 @@ def summary(document: dict[str, Any]) -> str:
     ]
     for reason, count in sorted(images.get("rejected_by_reason", {}).items()):
         lines.append(f"             rejected as {reason}: {count}")
-    hidden = images.get("skipped_hidden", {}).get("count")
+    hidden = document.get("listing", {}).get("hidden_files_skipped")
     if hidden:
         lines.append(f"             not listed (hidden name, '.' or '_'): {hidden}")
     model = document.get("model", {})
