@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 from fruitlens import paths, redact
 from fruitlens.errors import UsageError
+from fruitlens.weights import FEATURE_DIM  # the width of every feature vector bounds --pca-k
 
 ENV_PREFIX = "FRUITLENS_"
 
@@ -52,8 +53,6 @@ S3_COMMANDS = (RUN, TRAIN, EVALUATE, PREDICT, SANITIZE, ERASE, RETENTION)
 FEATURIZING_COMMANDS = (RUN, PREDICT)
 WRITING_COMMANDS = (RUN, TRAIN, EVALUATE, PREDICT, SANITIZE, ERASE)
 
-# VGG16 without its top, average-pooled: the width of every feature vector (weights.FEATURE_DIM).
-FEATURE_DIM = 512
 # S3 bucket naming rules (lowercase letters, digits, dots and hyphens; 3 to 63 characters).
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
