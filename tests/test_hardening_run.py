@@ -168,7 +168,7 @@ def test_no_secret_reaches_any_output(hostile_run):
         data = path.read_bytes()
         for channel, secret in SECRETS.items():
             assert secret.encode() not in data, f"{channel} secret in {path}"
-    assert "fs.s3a.secret.key=[REDACTED]" in run_json(output)["config"]["spark_conf"]
+    assert "spark.hadoop.fs.s3a.secret.key=[REDACTED]" in run_json(output)["config"]["spark_conf"]
 
 
 def test_local_outputs_are_readable_by_their_owner_only(hostile_run):
