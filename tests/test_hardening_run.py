@@ -183,10 +183,15 @@ def test_audit_says_no_sse_for_a_local_output(hostile_run):
     assert audit["sse"] is None and audit["local_umask"] == "077"
 
 
-def test_the_spark_ui_listens_on_loopback_only(hostile_run):
-    from pyspark.sql import SparkSession
+@pytest.fixture(scope="module")
+def spark():
+    """The module's session as fruitlens starts it (the one the CLI calls above started)."""
+    from fruitlens import config, session
 
-    spark = SparkSession.getActiveSession()
+    return session.start_session(config.Config(master="local[2]"))
+
+
+def test_the_spark_ui_listens_on_loopback_only(spark):
     port = int(spark.sparkContext.uiWebUrl.rsplit(":", 1)[1])
     listening = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -196,7 +201,8 @@ def test_the_spark_ui_listens_on_loopback_only(hostile_run):
             if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
                 listening.append(address)
     assert listening, port
-    loopback = {"0100007F", "00000000000000000000000001000000"}
+    # 127.0.0.1, ::1, ::ffff:127.0.0.1 as /proc/net/tcp{,6} write them; never 0.0.0.0 or ::
+    loopback = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
     assert set(listening) <= loopback, listening
 
 
@@ -300,13 +306,11 @@ def test_erase_of_an_unknown_image_says_it_found_nothing(hostile_run, workdir):
     assert report["found"] is False and report["no_op"] is True
 
 
-def test_spark_applies_the_same_class_rule_as_the_listing(hostile_run):
-    from pyspark.sql import SparkSession
+def test_spark_applies_the_same_class_rule_as_the_listing(spark):
 
     from fruitlens.pipeline import images
     from test_contract import CLASS_RULE
 
-    spark = SparkSession.getActiveSession()
     root = "file:/data/in"
     files = spark.createDataFrame(
         [(f"{root}/{relative}", 1, bytearray(b"x")) for relative, _ in CLASS_RULE],
@@ -335,13 +339,12 @@ def test_a_one_image_run_says_what_happened_and_blocks_no_rerun(hostile_run, wor
 
 
 @pytest.mark.parametrize("classes", [2, 3])
-def test_top_k_is_never_more_than_the_classes(hostile_run, classes):
-    from pyspark.ml.linalg import Vectors
-    from pyspark.sql import SparkSession
+def test_top_k_is_never_more_than_the_classes(spark, classes):
+    from pyspark.ml.linalg import Vectors, VectorUDT
+    from pyspark.sql.types import StringType, StructField, StructType
 
     from fruitlens.pipeline import classify
 
-    spark = SparkSession.getActiveSession()
     generator = np.random.default_rng(classes)
     rows = [
         (f"{label}-{n}", f"file:/x/{label}/{n}.jpg", f"C{label}", "Training",
@@ -349,8 +352,9 @@ def test_top_k_is_never_more_than_the_classes(hostile_run, classes):
         for label in range(classes)
         for n in range(6)
     ]  # fmt: skip
-    features = spark.createDataFrame(rows, "image_id string, path string, label string, "
-                                     "split string, features vector")  # fmt: skip
+    text = [StructField(name, StringType()) for name in ("image_id", "path", "label", "split")]
+    schema = StructType([*text, StructField("features", VectorUDT())])
+    features = spark.createDataFrame(rows, schema)
     model, _ = classify.train(features, 2, "logreg", 2, False, 0)
     scored = classify.score(model, features)
     assert {len(row["top3"]) for row in scored.select("top3").collect()} == {min(3, classes)}
