@@ -72,14 +72,14 @@ def main() -> None:
             "profile",
             featurize.this_cpu(),
         )
-        for contents, has_label in batches:
-            yield featurize.featurize_batch(contents, has_label, spec, lambda: no_network)
+        for contents, refusals in batches:
+            yield featurize.featurize_batch(contents, refusals, spec, lambda: no_network)
 
     def read() -> None:
         named.agg(F.max("image_id"), F.sum(F.length("content"))).collect()
 
     def decode_only() -> None:
-        out = named.select(no_model(F.col("content"), F.lit(True)).alias("out"))
+        out = named.select(no_model(F.col("content"), F.col("refusal")).alias("out"))
         out.where(F.col("out.reason").isNull()).count()
 
     def model() -> None:

@@ -136,5 +136,7 @@ def test_credentials_provider_reaches_s3a_and_excludes_anonymous():
 
 
 def test_a_missing_config_file_is_a_usage_error(tmp_path):
-    with pytest.raises(config.ConfigError, match=r"--config .*job.yaml: No such file"):
+    with pytest.raises(
+        config.ConfigError, match=r"--config .*job.yaml: cannot be read \(No such file"
+    ):
         build(config=str(tmp_path / "job.yaml"))

@@ -128,11 +128,20 @@ def test_driver_and_executors_share_the_annotated_account(
         )
 
 
+def job_yaml(objects: list[dict[str, Any]]) -> str:
+    """The ConfigMap's job.yaml with its placeholder bucket replaced, as before deploying
+    (docs/DEPLOY.md); left as is, the job refuses it before Spark starts: BUCKET is not a
+    valid bucket name."""
+    return one(objects, "ConfigMap")["data"]["job.yaml"].replace(
+        "s3a://BUCKET/", "s3a://fruits-eu/"
+    )
+
+
 def job_config(objects: list[dict[str, Any]], tmp_path: Path) -> fl_config.Config:
     """The Config the driver builds from the rendered command line and ConfigMap."""
     spec = app_of(objects)["spec"]
     config_file = tmp_path / "job.yaml"
-    config_file.write_text(one(objects, "ConfigMap")["data"]["job.yaml"])
+    config_file.write_text(job_yaml(objects))
     args = list(spec["arguments"][1:])
     args[args.index("--config") + 1] = str(config_file)
     flags = vars(_run_parser().parse_args(args))
@@ -258,7 +267,7 @@ def test_job_yaml_is_accepted_by_fruitlens(
     cfg = job_config(objects, tmp_path)
     assert cfg.region in fl_config.EU_REGIONS
     assert cfg.input and cfg.input.startswith("s3a://")
-    file_settings = yaml.safe_load(one(objects, "ConfigMap")["data"]["job.yaml"])
+    file_settings = yaml.safe_load(job_yaml(objects))
     for name, value in file_settings.items():
         assert getattr(cfg, name) == value, name
 

@@ -78,9 +78,9 @@ def test_debug_logs_of_a_real_s3_session_hold_no_credential(s3_server: S3Server,
 
 # --- residency and transit on the new commands --------------------------------------------------
 COMMANDS = {
-    "sanitize": ["--input", "s3a://b/in", "--output", "s3a://b/out"],
-    "erase": ["--output", "s3a://b/runs/r1", "--image-id", "0" * 64],
-    "retention": ["--bucket", "b", "--days", "30"],
+    "sanitize": ["--input", "s3a://fruits/in", "--output", "s3a://fruits/out"],
+    "erase": ["--output", "s3a://fruits/runs/r1", "--image-id", "0" * 64],
+    "retention": ["--bucket", "fruits", "--days", "30"],
 }
 
 
@@ -176,7 +176,7 @@ def test_retention_sets_the_lifecycle_rule_and_keeps_other_rules(s3_server: S3Se
 
 
 def test_retention_refuses_bad_input(tmp_path: Path):
-    assert "--days" in run_cli("retention", "--bucket", "b").stderr
+    assert "--days" in run_cli("retention", "--bucket", "fruits").stderr
     with pytest.raises(errors.UsageError):
         retention.lifecycle_rules([""], 30)
     with pytest.raises(errors.UsageError):

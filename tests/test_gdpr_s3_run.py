@@ -53,8 +53,8 @@ class S3Run:
         return json.loads(body["Body"].read())
 
     def dataset(self, name: str):
-        location = self.run_json()["outputs"][name]
-        prefix = location.removeprefix(f"s3a://{self.bucket}/")
+        # run.json names its datasets relative to the run.
+        prefix = f"{RUN_PREFIX}/{self.run_json()['outputs'][name]}"
         return parquet_rows(self.objects(), prefix)
 
     def env(self) -> dict[str, str]:
@@ -204,7 +204,7 @@ def test_erase_removes_exactly_the_erased_rows(s3_run: S3Run, erasure: Erasure):
         assert len(after) == erasure.before[name] - rows[name], name
         assert not set(after.get("image_id", [])) & erasure.ids, name
     document = s3_run.run_json()
-    assert document["outputs"]["features"] == f"{s3_run.output}/features@2"
+    assert document["outputs"]["features"] == "features@2"
     assert document["images"]["processed"] == erasure.before["processed"] - 2
     assert document["images"]["rejected_by_reason"] == {}
     keys = [obj.key for obj in s3_run.objects()]

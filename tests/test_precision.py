@@ -97,7 +97,7 @@ def test_an_unknown_precision_is_one_line_of_usage_error(tmp_path: Path):
     result = run_cli("run", "--input", str(tmp_path), "--output", str(tmp_path / "o"),
                      "--precision", "fp16")  # fmt: skip
     assert result.code == 2
-    assert "--precision: invalid choice: 'fp16'" in result.stderr
+    assert "--precision 'fp16' is not one of auto, fp32, bf16" in result.stderr
 
 
 def first_images(root: Path, per_class: int, classes: int) -> list[Path]:

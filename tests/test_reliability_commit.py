@@ -43,11 +43,11 @@ def manifest(output: Path) -> dict:
 def test_versions_follow_run_json_and_replaced_versions_go(tmp_path: Path):
     output = tmp_path / "out"
     commit_run(output, "first")
-    assert manifest(output)["outputs"]["features"] == f"{output}/features"
+    assert manifest(output)["outputs"]["features"] == "features"  # relative to the run
     commit_run(output, "second")
     commit_run(output, "third")
     outputs = manifest(output)["outputs"]
-    assert outputs["features"] == f"{output}/features@3" and outputs["pca"] == f"{output}/pca@3"
+    assert outputs["features"] == "features@3" and outputs["pca"] == "pca@3"
     assert sorted(p.name for p in output.iterdir()) == [
         "features@3",
         "pca@3",
@@ -62,11 +62,11 @@ def test_the_next_version_comes_after_the_highest_one_named(tmp_path: Path):
     commit_run(output, "first")
     document = manifest(output)  # as `fruitlens erase` leaves it: features@4, pca plain
     (output / "features").rename(output / "features@4")
-    document["outputs"]["features"] = f"{output}/features@4"
+    document["outputs"]["features"] = "features@4"
     (output / "run.json").write_text(json.dumps(document))
     commit_run(output, "second")
-    assert manifest(output)["outputs"]["features"] == f"{output}/features@5"
-    assert manifest(output)["outputs"]["pca"] == f"{output}/pca@5"
+    assert manifest(output)["outputs"]["features"] == "features@5"
+    assert manifest(output)["outputs"]["pca"] == "pca@5"
     assert not (output / "features@4").exists() and not (output / "pca").exists()
 
 
@@ -115,8 +115,8 @@ def test_another_commands_manifest_keeps_what_it_names(tmp_path: Path):
     commit_run(output, "first")
     commit_run(output, "eval", command="evaluate", names=("predictions",))
     outputs = manifest(output)["outputs"]
-    assert outputs["features"] == f"{output}/features" and (output / "features").is_dir()
-    assert outputs["predictions"] == f"{output}/predictions@2"
+    assert outputs["features"] == "features" and (output / "features").is_dir()
+    assert outputs["predictions"] == "predictions@2"
 
 
 def test_folders_outside_the_output_are_never_deleted(tmp_path: Path):
@@ -126,7 +126,7 @@ def test_folders_outside_the_output_are_never_deleted(tmp_path: Path):
     (output / "run.json").write_text((elsewhere / "run.json").read_text())  # a copied manifest
     commit_run(output, "second")
     assert (elsewhere / "features" / "part-0.parquet").read_text() == "first"
-    assert manifest(output)["outputs"]["features"] == f"{output}/features@2"
+    assert manifest(output)["outputs"]["features"] == "features@2"
 
 
 def test_a_manifest_from_before_versioning_keeps_its_outputs(tmp_path: Path):

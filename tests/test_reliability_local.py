@@ -35,8 +35,10 @@ HOSTILE_NAMES = {
     "New Lines/line\nbreak.jpg": (20, 30, 40),
     "Ünïcödé 🍎/pêche ß 桃.jpg": (30, 40, 50),
     "Long/" + "x" * 240 + ".jpg": (40, 50, 60),
-    "/".join(["Deep"] + ["d" * 200] * 6) + "/deep.jpg": (50, 60, 70),
 }
+# A 1 200-character path nests below its class folder: rejected as too_deep (the class rule),
+# never labelled with its parent folder's name.
+DEEP = "/".join(["Deep"] + ["d" * 200] * 6) + "/deep.jpg"
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,7 @@ def tiny_input(fruits360: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         (root / class_dir.name).mkdir(parents=True)
         for image in sorted(class_dir.iterdir())[:4]:
             shutil.copyfile(image, root / class_dir.name / image.name)
-    for relative, colour in HOSTILE_NAMES.items():
+    for relative, colour in {**HOSTILE_NAMES, DEEP: (50, 60, 70)}.items():
         target = root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(rgb_jpeg(colour))
@@ -73,7 +75,7 @@ def run_json(output: Path) -> dict:
 
 def dataset(output: Path, name: str) -> pd.DataFrame:
     """A dataset as readers must find it: through run.json's `outputs`."""
-    location = run_json(output)["outputs"][name]
+    location = output / run_json(output)["outputs"][name]  # relative to the run
     return pd.read_parquet(location).sort_values("image_id").reset_index(drop=True)
 
 
@@ -132,9 +134,7 @@ def no_debris(output: Path) -> list[str]:
 
 def test_fresh_output_keeps_the_plain_names(first_run: Path):
     outputs = run_json(first_run)["outputs"]
-    assert {name: outputs[name] for name in DATASETS} == {
-        name: str(first_run / name) for name in DATASETS
-    }
+    assert {name: outputs[name] for name in DATASETS} == {name: name for name in DATASETS}
     assert "plots" not in outputs  # --no-plots: run.json names only what exists
     assert sorted(p.name for p in first_run.iterdir()) == [
         "features",
@@ -150,12 +150,7 @@ def test_killed_run_leaves_the_previous_output_and_the_rerun_leaves_no_trace(
 ):
     output = tmp_path / "out"
     shutil.copytree(first_run, output)
-    # The copy's run.json names the first run's folders; point it at the copy.
-    document = run_json(output)
-    document["outputs"] = {
-        name: uri.replace(str(first_run), str(output)) for name, uri in document["outputs"].items()
-    }
-    (output / "run.json").write_text(json.dumps(document))
+    # The copy's run.json names its datasets relative to itself: the copy's own.
     committed = (output / "run.json").read_bytes()
     before = {name: dataset(output, name) for name in DATASETS}
 
@@ -191,9 +186,7 @@ def test_killed_run_leaves_the_previous_output_and_the_rerun_leaves_no_trace(
     )
     assert result.code == 0, result.stderr[-3000:]
     outputs = run_json(output)["outputs"]
-    assert {name: outputs[name] for name in DATASETS} == {
-        name: str(output / f"{name}@2") for name in DATASETS
-    }
+    assert {name: outputs[name] for name in DATASETS} == {name: f"{name}@2" for name in DATASETS}
     assert sorted(p.name for p in output.iterdir()) == sorted(
         ["run.json", "resultats_pca.csv", *(f"{name}@2" for name in DATASETS)]
     )
@@ -239,7 +232,9 @@ def test_hostile_file_names_are_featurized_with_their_names_intact(first_run: Pa
     for relative in HOSTILE_NAMES:
         assert relative.rsplit("/", 1)[-1] in names, relative
     labels = set(features["label"])
-    assert {"Quotes", "New Lines", "Ünïcödé 🍎", "Long", "d" * 200} <= labels
+    assert {"Quotes", "New Lines", "Ünïcödé 🍎", "Long"} <= labels and "d" * 200 not in labels
+    rejected = dataset(output, "rejected")
+    assert list(rejected["reason"]) == ["too_deep"] and rejected["path"][0].endswith(DEEP)
 
 
 def test_hostile_names_survive_the_client_csv(first_run: Path):
@@ -258,10 +253,10 @@ def test_a_folder_link_that_is_no_loop_is_followed(first_run: Path):
         path for path in paths if path.endswith("/Linked/linked.jpg")
     ]
     assert run_json(first_run)["images"] == {
-        "listed": 12 + len(HOSTILE_NAMES) + 1,
+        "listed": 12 + len(HOSTILE_NAMES) + 2,
         "processed": 12 + len(HOSTILE_NAMES) + 1,
-        "rejected": 0,
-        "rejected_by_reason": {},
+        "rejected": 1,
+        "rejected_by_reason": {"too_deep": 1},
     }
 
 

@@ -77,7 +77,8 @@ def dataset(client, bucket: str, uri: str) -> pd.DataFrame:
 
 def committed_datasets(client, bucket: str, run: str) -> dict[str, pd.DataFrame]:
     outputs = run_document(client, bucket, run)["outputs"]
-    return {name: dataset(client, bucket, outputs[name]) for name in DATASETS}
+    # run.json names its datasets relative to the run.
+    return {name: dataset(client, bucket, f"{run}/{outputs[name]}") for name in DATASETS}
 
 
 def top_level(client, bucket: str, run: str) -> set[str]:
@@ -174,9 +175,7 @@ def test_throttling_then_lost_s3_then_recovery(s3_server: S3Server, bucket: str,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     outputs = run_document(client, bucket, run)["outputs"]
-    assert {name: outputs[name] for name in DATASETS} == {
-        name: f"{output}/{name}@2" for name in DATASETS
-    }
+    assert {name: outputs[name] for name in DATASETS} == {name: f"{name}@2" for name in DATASETS}
     assert top_level(client, bucket, run) == {
         "run.json",
         "resultats_pca.csv",

@@ -6,10 +6,11 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from fruitlens import __version__, config, errors, redact
 from fruitlens.commands import submit
@@ -63,8 +64,15 @@ SUBMIT_SUMMARY = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Wrong usage is one line saying what to do (and exit 2), not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="fruitlens",
         description="Fruit image classification at scale: S3 -> Spark -> VGG16 -> PCA -> "
         "classifier -> S3. Every flag can also be set as FRUITLENS_<FLAG> or in --config.",
@@ -75,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fruitlens {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=OneLineParser
+    )
     for name, (summary, example) in COMMANDS.items():
         sub = commands.add_parser(
             name,
@@ -103,7 +113,9 @@ def _summary(document: dict[str, Any]) -> str:
 
 
 def _json(document: dict[str, Any]) -> str:
-    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    return json.dumps(
+        redact.scrub(document), indent=2, sort_keys=True, ensure_ascii=False, default=str
+    )
 
 
 def _command(
@@ -142,7 +154,10 @@ HANDLERS: dict[str, Callable[[config.Config], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the subcommand's parser, so that the line names the command
+        subcommands = next(a for a in parser._actions if a.dest == "command").choices
+        subcommands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -156,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags: dict[str, Any] = vars(args)
     try:
         cfg = config.build_config(args.command, flags)
+        # Local outputs (Python's writes; Hadoop's follow spark.hadoop.fs.permissions.umask-mode)
+        # are readable by the owner only unless --umask says otherwise.
+        os.umask(cfg.umask_bits)
         return HANDLERS[args.command](cfg)
     except errors.UsageError as exc:
         print(redact.redact(f"fruitlens {args.command}: error: {exc}"), file=sys.stderr)

@@ -11,14 +11,18 @@ import argparse
 import dataclasses
 import ipaddress
 import json
+import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlparse
 
+from fruitlens import paths, redact
 from fruitlens.errors import UsageError
+from fruitlens.weights import FEATURE_DIM  # the width of every feature vector bounds --pca-k
 
 ENV_PREFIX = "FRUITLENS_"
 
@@ -47,6 +51,10 @@ JARS = "jars"
 SPARK_COMMANDS = (RUN, TRAIN, EVALUATE, PREDICT, ERASE)
 S3_COMMANDS = (RUN, TRAIN, EVALUATE, PREDICT, SANITIZE, ERASE, RETENTION)
 FEATURIZING_COMMANDS = (RUN, PREDICT)
+WRITING_COMMANDS = (RUN, TRAIN, EVALUATE, PREDICT, SANITIZE, ERASE)
+
+# S3 bucket naming rules (lowercase letters, digits, dots and hyphens; 3 to 63 characters).
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 class ConfigError(UsageError, ValueError):
@@ -54,7 +62,12 @@ class ConfigError(UsageError, ValueError):
 
 
 def setting(default: Any, help: str, commands: Sequence[str], **extra: Any) -> Any:
-    """Declare one setting: its default, its help text and the subcommands that accept it."""
+    """Declare one setting: its default, its help text and the subcommands that accept it.
+
+    `extra` declares what a value must satisfy, checked by `Config.validate` whichever channel
+    (flag, environment, file) it came through: `choices`, `minimum`/`maximum` (inclusive),
+    `above`/`below` (exclusive), `uri` (an s3a:// value must name a valid bucket), `repeat`.
+    """
     metadata = {"help": help, "commands": tuple(commands), **extra}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=metadata)
@@ -69,23 +82,27 @@ class Config:
         "Images to read: a local folder or s3a://bucket/prefix in the Fruits-360 layout "
         "(<Class>/<file> or Training|Test/<Class>/<file>). Example: s3a://fruits/raw",
         (RUN, PREDICT, SANITIZE),
+        uri=True,
     )
     output: str | None = setting(
         None,
         "Where results go: a local folder or s3a://bucket/prefix. Example: s3a://fruits/runs/2026-11-25",
         (RUN, TRAIN, EVALUATE, PREDICT, SANITIZE, ERASE),
+        uri=True,
     )
     features: str | None = setting(
         None,
         "Stored features of an earlier run (its output folder or its features/ Parquet). "
         "Example: s3a://fruits/runs/2026-11-25",
         (TRAIN, EVALUATE),
+        uri=True,
     )
     model: str | None = setting(
         None,
         "A model saved by `fruitlens train` (the folder holding model/ and model.json). "
         "Example: s3a://fruits/models/v1",
         (EVALUATE, PREDICT),
+        uri=True,
     )
     overwrite: bool = setting(
         False,
@@ -105,6 +122,15 @@ class Config:
         "Images with more pixels than this are rejected as decompression bombs before decoding. "
         "Example: --max-pixels 50000000",
         (*FEATURIZING_COMMANDS, SANITIZE),
+        minimum=1,
+    )
+    max_file_bytes: int = setting(
+        50_000_000,
+        "Files larger than this are rejected as file_too_large from the listing's size, before "
+        "their bytes are read (one huge file must not exhaust an executor's memory). "
+        "Example: --max-file-bytes 100000000",
+        FEATURIZING_COMMANDS,
+        minimum=1,
     )
     # --- model ------------------------------------------------------------------------------
     weights: str = setting(
@@ -119,11 +145,14 @@ class Config:
         "Square side in pixels the images are resized to before VGG16; default: the images' "
         "native size (100 for Fruits-360). Example: --image-size 224",
         FEATURIZING_COMMANDS,
+        minimum=32,  # VGG16 pools five times
     )
     batch_size: int = setting(
         32,
         "Images per VGG16 forward pass inside a Spark task. Example: --batch-size 64",
         FEATURIZING_COMMANDS,
+        minimum=1,
+        maximum=4096,
     )
     precision: str = setting(
         "auto",
@@ -141,17 +170,23 @@ class Config:
         "PCA components to keep; default: the smallest k reaching --pca-variance. "
         "Example: --pca-k 50",
         (RUN, TRAIN),
+        minimum=1,
+        maximum=FEATURE_DIM,
     )
     pca_variance: float = setting(
         0.95,
         "Explained-variance target used to choose k when --pca-k is not given. "
         "Example: --pca-variance 0.9",
         (RUN, TRAIN),
+        above=0.0,
+        maximum=1.0,
     )
     pca_max_k: int = setting(
         256,
         "Upper bound on the automatically chosen k. Example: --pca-max-k 128",
         (RUN, TRAIN),
+        minimum=1,
+        maximum=FEATURE_DIM,
     )
     classifier: str = setting(
         "logreg",
@@ -165,12 +200,16 @@ class Config:
         "Cross-validation folds (on Training only) that choose the regularisation. "
         "Example: --cv-folds 5",
         (RUN, TRAIN),
+        minimum=2,
+        maximum=100,
     )
     test_fraction: float | None = setting(
         None,
         "Without a Test/ split, hold out this stratified fraction of the images for scoring. "
         "Example: --test-fraction 0.2",
         (RUN, TRAIN),
+        above=0.0,
+        below=1.0,
     )
     class_weights: bool = setting(
         False,
@@ -181,6 +220,8 @@ class Config:
         0.0,
         "Predictions below this probability get the label 'unknown'. Example: --min-confidence 0.5",
         (PREDICT,),
+        minimum=0.0,
+        maximum=1.0,
     )
     seed: int = setting(
         0, "Seed for every random choice (splits, CV, init). Example: --seed 7", (RUN, TRAIN)
@@ -262,6 +303,13 @@ class Config:
         "Example: --sse-kms-key arn:aws:kms:eu-west-3:111122223333:key/abcd",
         S3_COMMANDS,
     )
+    umask: str = setting(
+        "077",
+        "Permission bits removed from every local file and folder written (octal): 077 makes "
+        "outputs readable by their owner only (0600 files, 0700 folders). Example: --umask 027",
+        WRITING_COMMANDS,
+        pattern=r"0?[0-7]{3}",
+    )
     pseudonymize: bool = setting(
         False,
         "Replace every path in the outputs by the image's content id (labels stay). "
@@ -292,11 +340,13 @@ class Config:
         None,
         "Bucket whose lifecycle rules are set. Example: --bucket fruits",
         (RETENTION,),
+        bucket=True,
     )
     days: int | None = setting(
         None,
         "Objects under the prefixes expire this many days after creation. Example: --days 30",
         (RETENTION,),
+        minimum=1,
     )
     prefix: list[str] = setting(
         ["runs/"],
@@ -308,17 +358,24 @@ class Config:
 
     # --- derived views ----------------------------------------------------------------------
     @property
+    def umask_bits(self) -> int:
+        return int(self.umask, 8)
+
+    @property
     def effective_sse(self) -> str:
         if self.sse is not None:
             return self.sse
         return "kms" if self.sse_kms_key else "s3"
 
     def public_dict(self) -> dict[str, Any]:
-        """The effective configuration for run.json; holds no secret by construction."""
-        return dataclasses.asdict(self)
+        """The effective configuration for run.json, every secret-looking value redacted (a
+        --spark-conf can carry fs.s3a.secret.key=...)."""
+        return redact.scrub(dataclasses.asdict(self))
 
     def validate(self) -> Config:
         """Check the settings that can be checked without touching any data."""
+        for item in dataclasses.fields(self):
+            check_value(item, getattr(self, item.name))
         if self.region not in EU_REGIONS and not self.allow_non_eu_region:
             raise ConfigError(
                 f"region {self.region!r} is outside the EU; personal data must stay in "
@@ -336,16 +393,56 @@ class Config:
             )
         if self.effective_sse == "kms" and not self.sse_kms_key:
             raise ConfigError("--sse kms needs --sse-kms-key ARN")
-        if not 0 < self.pca_variance <= 1:
-            raise ConfigError("--pca-variance must be in (0, 1]")
-        if self.test_fraction is not None and not 0 < self.test_fraction < 1:
-            raise ConfigError("--test-fraction must be in (0, 1)")
-        if self.image_size is not None and self.image_size < 32:
-            raise ConfigError("--image-size must be at least 32 (VGG16 pools five times)")
+        if self.pca_k is not None and self.pca_max_k < self.pca_k:
+            # pca_max_k bounds the automatic choice only; an explicit k above it is a typo.
+            raise ConfigError(f"--pca-k {self.pca_k} is above --pca-max-k {self.pca_max_k}")
         for item in self.spark_conf:
-            if "=" not in item:
+            if "=" not in item or not item.partition("=")[0].strip():
                 raise ConfigError(f"--spark-conf {item!r} is not KEY=VALUE")
+        if (
+            self.input
+            and self.output
+            and (paths.inside(self.output, self.input) or paths.inside(self.input, self.output))
+        ):
+            # A rerun would read its own outputs as images (plots/ would become a class).
+            raise ConfigError(
+                f"--output {self.output} must not be inside --input {self.input} (nor the other "
+                "way round): choose a folder or prefix beside it"
+            )
         return self
+
+
+def check_value(item: dataclasses.Field[Any], value: Any) -> None:
+    """The constraints a setting declares (see `setting`), whatever channel the value came by."""
+    if value is None:
+        return
+    flag, meta = flag_name(item.name), item.metadata
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{flag} {value!r} is not one of {', '.join(meta['choices'])}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        bounds = [
+            ("minimum", "at least", lambda v, b: v >= b),
+            ("maximum", "at most", lambda v, b: v <= b),
+            ("above", "above", lambda v, b: v > b),
+            ("below", "below", lambda v, b: v < b),
+        ]
+        for key, words, holds in bounds:
+            if key in meta and not holds(value, meta[key]):
+                raise ConfigError(f"{flag} must be {words} {meta[key]} (got {value})")
+    if "pattern" in meta and not re.fullmatch(meta["pattern"], value):
+        raise ConfigError(f"{flag} {value!r} must match {meta['pattern']}")
+    if meta.get("bucket"):
+        check_bucket(flag, value)
+    if meta.get("uri") and paths.is_s3(value):
+        check_bucket(flag, urlparse(value).netloc)
+
+
+def check_bucket(flag: str, bucket: str) -> None:
+    if not BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
+        raise ConfigError(
+            f"{flag}: {bucket!r} is not a valid S3 bucket name (3-63 lowercase letters, digits, "
+            "dots and hyphens)"
+        )
 
 
 def check_endpoint_in_transit(endpoint: str) -> None:
@@ -405,13 +502,13 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                 help=help_text,
             )
             continue
+        # Values stay text here: `build_config` converts and checks them exactly as it does the
+        # environment's and the file's, so the three channels cannot disagree.
         kwargs: dict[str, Any] = {"default": None, "help": help_text, "dest": f.name}
         if "choices" in f.metadata:
-            kwargs["choices"] = f.metadata["choices"]
+            kwargs["metavar"] = "{" + ",".join(f.metadata["choices"]) + "}"
         if f.metadata.get("repeat"):
             kwargs["action"] = "append"
-        else:
-            kwargs["type"] = _scalar_type(kind)
         parser.add_argument(flag_name(f.name), **kwargs)
 
 
@@ -423,8 +520,10 @@ def _scalar_type(kind: Any) -> type:
 
 
 def _coerce(name: str, kind: Any, raw: Any) -> Any:
+    """One value from any channel (flag text, environment text, file scalar) to its type."""
     if raw is None:
         return None
+    flag = flag_name(name)
     if kind is bool:
         if isinstance(raw, bool):
             return raw
@@ -433,33 +532,55 @@ def _coerce(name: str, kind: Any, raw: Any) -> Any:
             return True
         if text in {"0", "false", "no", "off", ""}:
             return False
-        raise ConfigError(f"{name}: {raw!r} is not a boolean")
+        raise ConfigError(f"{flag}: {raw!r} is not a boolean (true or false)")
     if kind == list[str]:
         if isinstance(raw, str):
             return [part for part in raw.split(",") if part]
+        if not isinstance(raw, list) or any(isinstance(p, (dict, list)) for p in raw):
+            raise ConfigError(f"{flag}: {raw!r} is not a list of values")
         return [str(part) for part in raw]
+    target = _scalar_type(kind)
+    if isinstance(raw, (bool, dict, list)):  # a YAML `yes` or a nested block is never a number
+        raise ConfigError(f"{flag}: {raw!r} is not a valid {target.__name__}")
+    if target is str:
+        return str(raw)
     try:
-        return _scalar_type(kind)(raw)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name}: {raw!r} is not a valid {_scalar_type(kind).__name__}") from exc
+        value = target(str(raw).strip())
+    except ValueError as exc:
+        raise ConfigError(f"{flag}: {raw!r} is not a valid {target.__name__}") from exc
+    if target is float and not math.isfinite(value):
+        raise ConfigError(f"{flag}: {raw!r} is not a finite number")
+    return value
 
 
 def read_config_file(path: str) -> dict[str, Any]:
+    """The --config file's settings; any problem is named with the file (and line)."""
+    import yaml
+
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         # On Kubernetes: the ConfigMap was not mounted (the operator's webhook must select the
         # namespace, docs/DEPLOY.md).
-        raise ConfigError(f"--config {path}: {exc.strerror or exc}") from exc
-    if path.endswith((".yaml", ".yml")):
-        import yaml
-
-        loaded = yaml.safe_load(text) or {}
-    else:
-        loaded = json.loads(text)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"--config {path}: cannot be read ({reason})") from exc
+    try:
+        if path.endswith((".yaml", ".yml")):
+            loaded = yaml.safe_load(text) or {}
+        else:
+            loaded = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"--config {path}: line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg})"
+        ) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or "not YAML"
+        raise ConfigError(f"--config {path}: {where}invalid YAML ({problem})") from exc
     if not isinstance(loaded, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings")
-    return {key.replace("-", "_"): value for key, value in loaded.items()}
+        raise ConfigError(f"--config {path}: expected a mapping of settings")
+    return {str(key).replace("-", "_"): value for key, value in loaded.items()}
 
 
 def build_config(

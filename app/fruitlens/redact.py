@@ -12,8 +12,17 @@ import logging
 import os
 import re
 from collections.abc import Iterable
+from typing import Any
 
 MASK = "[REDACTED]"
+
+# Names of settings whose values are secrets, wherever they appear: Hadoop/Spark keys
+# (fs.s3a.secret.key, fs.s3a.session.token, ...password), environment names, JSON keys. An
+# access key id is not secret on its own, but it names the principal and pairs with the secret.
+SECRET_NAME = re.compile(
+    r"(?i)(secret|passw(or)?d|token|credential|private[._-]?key|access[._-]?key|api[._-]?key|"
+    r"encryption[._-]?key|signature)"
+)
 
 # Environment variables whose values are secrets wherever they show up.
 SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
@@ -24,7 +33,8 @@ _PATTERNS = (
     # key=value / key: value forms of the secret settings (boto, Hadoop, env dumps).
     re.compile(
         r"(?i)((?:aws_secret_access_key|aws_session_token|aws_security_token|"
-        r"fs\.s3a\.(?:secret\.key|session\.token|access\.key)|secret_?key|session_?token)"
+        r"fs\.s3a\.(?:secret\.key|session\.token|access\.key)|secret_?key|session_?token|"
+        r"[\w.-]*passw(?:or)?d|[\w.-]*token)"
         r"[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]+"
     ),
     # Presigned URL query strings.
@@ -49,6 +59,24 @@ def redact(text: str, secrets: Iterable[str] | None = None) -> str:
     for pattern in _PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + MASK, text)
     return text
+
+
+def scrub(value: Any, name: str = "") -> Any:
+    """A copy of a document (JSON-like) with every secret-looking value replaced by [REDACTED]:
+    values under a secret-looking key, KEY=VALUE items whose KEY looks secret (spark_conf), and
+    whatever `redact` finds in any string. Every document the project writes passes here."""
+    if isinstance(value, dict):
+        return {key: scrub(item, str(key)) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub(item, name) for item in value]
+    if name and SECRET_NAME.search(name) and value not in (None, "", [], {}):
+        return MASK
+    if isinstance(value, str):
+        key, equals, _ = value.partition("=")
+        if equals and SECRET_NAME.search(key) and " " not in key.strip():
+            return f"{key}={MASK}"
+        return redact(value)
+    return value
 
 
 class RedactingFilter(logging.Filter):

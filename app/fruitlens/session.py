@@ -66,6 +66,9 @@ TUNING = {
 }
 
 
+LOOPBACK = "127.0.0.1"
+
+
 def launched_by_spark_submit() -> bool:
     # spark-submit runs the Python driver with a gateway to its own JVM already open.
     return "PYSPARK_GATEWAY_PORT" in os.environ
@@ -110,7 +113,12 @@ def s3a_settings(config: Config) -> dict[str, str]:
 
 
 def spark_settings(config: Config) -> dict[str, str]:
-    settings = {**TUNING, **s3a_settings(config)}
+    settings = {
+        **TUNING,
+        **s3a_settings(config),
+        # Hadoop sets each file's mode itself (0644 by default), whatever the process umask.
+        "spark.hadoop.fs.permissions.umask-mode": config.umask,
+    }
     if not launched_by_spark_submit():
         settings["spark.jars"] = ",".join(str(jar) for jar in jars.ensure_jars(config.jars_dir))
         # A fixed bound: the job streams (20 000 images pass in it, `make chaos`), and without
@@ -150,6 +158,10 @@ def start_session(config: Config, app_name: str = "fruitlens") -> SparkSession:
     master = config.master or (None if launched_by_spark_submit() else "local[*]")
     if master:
         builder = builder.master(master)
+    if master and master.startswith("local"):
+        # Outside a cluster nothing needs to reach the driver from another machine: the UI
+        # (which binds SPARK_LOCAL_IP, else every interface) and the RPC stay on loopback.
+        os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
     explicit = {item.partition("=")[0].strip() for item in config.spark_conf}
     for key, value in spark_settings(config).items():
         if key in explicit or not existing.contains(key):

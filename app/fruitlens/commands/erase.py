@@ -31,7 +31,7 @@ from fruitlens.commands.preflight import read_run_document
 from fruitlens.config import Config
 from fruitlens.errors import UsageError
 from fruitlens.outputs import erasure, names
-from fruitlens.outputs.commit import OutputCommit, dataset_location
+from fruitlens.outputs.commit import OutputCommit, dataset_location, resolve_stored
 from fruitlens.outputs.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -56,15 +56,25 @@ def erase_command(config: Config) -> dict[str, Any]:
         raise UsageError(f"--image-id {bad[0]!r} is not a SHA-256 content id (64 hex digits)")
     output = config.output.rstrip("/")
     document = read_run_document(output, storage)
-    outputs: dict[str, str] = dict(document.get("outputs") or {})
+    # Every location resolved against this run (never the current directory, never another
+    # run that a copied run.json names): nothing outside --output is rewritten or deleted.
+    outputs = {
+        name: resolve_stored(output, str(stored), document.get("output"))
+        for name, stored in (document.get("outputs") or {}).items()
+    }
+    expected = {name: dataset_location(output, document, name) for name in names.DATASETS}
+    located = {name: uri for name, uri in expected.items() if storage.has_children(uri)}
+    missing = sorted(name for name in outputs if name in names.DATASETS and name not in located)
+    if not located:
+        raise UsageError(
+            f"none of the datasets of {output}/{names.RUN_JSON} ({', '.join(names.DATASETS)}) "
+            f"can be found under {output}: nothing was erased; check --output"
+        )
+    if missing:
+        log.warning("erase: %s named by %s/run.json cannot be found", ", ".join(missing), output)
 
     spark = session.start_session(config, "fruitlens-erase")
     commit = OutputCommit.begin(output, storage)
-    located = {
-        name: dataset_location(output, document, name)
-        for name in names.DATASETS
-        if storage.has_children(dataset_location(output, document, name))
-    }
     frames = {name: spark.read.parquet(uri) for name, uri in located.items()}
 
     # 1. which content ids: given, plus those of the given paths (stored path or current bytes)
@@ -114,6 +124,7 @@ def erase_command(config: Config) -> dict[str, Any]:
             # The outputs no longer match the input they were made from: an --incremental rerun
             # must recompute them rather than keep them as they are.
             document.pop("fingerprint", None)
+            document["output"] = output  # a copied run now names itself
             commit.finish(document, [])
 
     deleted = sum(storage.delete_object(uri) for uri in sorted(sources))
@@ -129,9 +140,19 @@ def erase_command(config: Config) -> dict[str, Any]:
         # PCA basis, plots and evaluation.json are aggregates computed with these images.
         "aggregates_recompute_recommended": counts.get(names.FEATURES, 0) > 0,
         "no_op": not (rewritten or csv_erased or deleted),
+        # Outputs run.json names that are gone: their rows (if any) could not be erased here.
+        "missing_outputs": missing,
+        "found": bool(sum(counts.values())),
     }
     erasure.append_log(storage, paths.join(output, names.ERASURE_LOG), entry)
     log.info("erase: %d ids, rows erased %s, %d sources deleted", len(id_list), counts, deleted)
+    if not entry["found"]:
+        log.warning(
+            "erase: no row of the %d image(s) requested is in the outputs of %s (already "
+            "erased, or never part of this run)",
+            len(id_list) or len(config.path),
+            output,
+        )
     return {
         "command": "erase",
         "output": output,

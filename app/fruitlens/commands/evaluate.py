@@ -13,7 +13,7 @@ from fruitlens import session
 from fruitlens.commands.preflight import require_features_run, require_model, require_output
 from fruitlens.config import Config
 from fruitlens.outputs import names
-from fruitlens.outputs.commit import OutputCommit, dataset_location
+from fruitlens.outputs.commit import OutputCommit
 from fruitlens.outputs.report import RunReport
 from fruitlens.outputs.storage import Storage
 from fruitlens.pipeline import classify, evaluate, plots
@@ -43,13 +43,15 @@ def evaluate_command(config: Config) -> dict[str, Any]:
     storage = Storage(config)
     source = require_features_run(config, storage)
     output = require_output(config, storage)
-    require_model(config, storage)
+    classify.verified_model_folder(
+        require_model(config, storage), classify.load_card(str(config.model), storage), storage
+    )
     report = RunReport("evaluate", config)
     commit = OutputCommit.begin(output, storage)
     spark = session.start_session(config, "fruitlens-evaluate")
     model, card = classify.load(str(config.model), storage)
-    features = spark.read.parquet(dataset_location(config.features, source, names.FEATURES))
-    model_info = source.get("model", {})
+    features = spark.read.parquet(source.dataset)
+    model_info = source.document.get("model", {})
     classify.check_compatible(
         card, model_info.get("weights_sha256", ""), int(model_info.get("image_size", 0))
     )

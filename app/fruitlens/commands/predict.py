@@ -8,6 +8,7 @@ from pyspark.sql import functions as F
 
 from fruitlens import session, weights
 from fruitlens.commands.preflight import (
+    list_input,
     require_input,
     require_model,
     require_output,
@@ -25,9 +26,11 @@ from fruitlens.pipeline import classify, featurize
 def predict_command(config: Config) -> dict[str, Any]:
     storage = Storage(config)
     require_input(config, storage)
+    listing = list_input(config, storage)
     output = require_output(config, storage)
     require_precision(config)
     card = classify.load_card(require_model(config, storage), storage)
+    classify.verified_model_folder(str(config.model), card, storage)  # before Spark starts
     if config.image_size is not None and config.image_size != card.image_size:
         raise UsageError(
             f"model expects {card.image_size}px images, --image-size is {config.image_size}"
@@ -44,6 +47,7 @@ def predict_command(config: Config) -> dict[str, Any]:
             spark, config, resolved, card.image_size, require_label=False
         )
     report.record_featurization(result)
+    report.sections["listing"] = listing.describe_hidden()
     with report.stage("predict", result.counts["processed"]):
         scored = classify.score(model, result.processed, config.min_confidence).persist()
         predictions = scored.select(
@@ -55,7 +59,7 @@ def predict_command(config: Config) -> dict[str, Any]:
         )
         commit.parquet(predictions, names.PREDICTIONS)
         commit.parquet(result.rejected, names.REJECTED)
-        commit.put_csv(names.PREDICTIONS_CSV, classify.flat_predictions(scored))
+        commit.put_csv(names.PREDICTIONS_CSV, classify.flat_predictions(scored, len(card.classes)))
     report.sections["classifier"] = {"model": config.model, "classes": len(card.classes)}
     produced = [names.PREDICTIONS, names.REJECTED, names.PREDICTIONS_CSV]
     return commit.finish(report.to_dict(), produced)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -9,10 +12,17 @@ from fruitlens import paths, session
 from fruitlens.config import Config
 from fruitlens.errors import UsageError
 from fruitlens.outputs import names
-from fruitlens.outputs.commit import committed_manifest
+from fruitlens.outputs.commit import base_name, committed_manifest, dataset_location
 from fruitlens.outputs.storage import Storage, local_path
+from fruitlens.pipeline import images
 from fruitlens.pipeline.featurize import BF16, Cpu, this_cpu
 from fruitlens.pipeline.images import symlink_loop
+
+log = logging.getLogger(__name__)
+
+# run.json key of a run committed only to account for its images, then refused (too few
+# images could be processed): the next run replaces it without --overwrite.
+REFUSED = "refused"
 
 
 def require_input(config: Config, storage: Storage) -> str:
@@ -33,6 +43,74 @@ def require_input(config: Config, storage: Storage) -> str:
     return config.input
 
 
+@dataclass
+class InputListing:
+    """What the input holds, from listing alone (names and sizes, no bytes read)."""
+
+    files: int = 0
+    # Names starting with "." or "_" anywhere under the root: Hadoop's listing skips them.
+    hidden: int = 0
+    classes: dict[str | None, set[str]] = field(default_factory=dict)  # split -> class names
+    labelled: Counter[str | None] = field(default_factory=Counter)  # split -> files with a class
+
+    def describe_hidden(self) -> dict[str, Any]:
+        """run.json's `listing`: what Spark's listing leaves out, outside the image counts."""
+        return {
+            "hidden_files_skipped": self.hidden,
+            "why": "names starting with '.' or '_' are hidden files to Spark's and Hadoop's "
+            "listing; rename them to include them",
+        }
+
+
+def list_input(config: Config, storage: Storage) -> InputListing:
+    listing = InputListing()
+    for _, relative in storage.list_files(str(config.input)):
+        if paths.is_hidden(relative):
+            listing.hidden += 1
+            continue
+        listing.files += 1
+        label, split, refusal = images.class_rule(relative)
+        if refusal is None:
+            listing.classes.setdefault(split, set()).add(str(label))
+            listing.labelled[split] += 1
+    if listing.hidden:
+        log.warning(
+            "%d files under %s are skipped by the listing: %s",
+            listing.hidden,
+            config.input,
+            listing.describe_hidden()["why"],
+        )
+    return listing
+
+
+def require_trainable(config: Config, listing: InputListing) -> None:
+    """A run that will train needs two classes and more Training images than --pca-k: refused
+    now rather than after featurizing everything."""
+    if listing.files < 2:
+        raise UsageError(
+            f"input {config.input} holds {listing.files} image file(s) (and {listing.hidden} "
+            "hidden); PCA and a classifier need at least 2 images"
+        )
+    both_splits = {"Training", "Test"} <= set(listing.classes)
+    if both_splits:
+        training_classes, training_files = listing.classes["Training"], listing.labelled["Training"]
+    else:
+        training_classes = set().union(*listing.classes.values()) if listing.classes else set()
+        training_files = sum(listing.labelled.values())
+    if (both_splits or config.test_fraction) and len(training_classes) < 2:
+        named = ", ".join(sorted(training_classes)) or "none"
+        raise UsageError(
+            f"input {config.input} has {len(training_classes)} class folder(s) to train on "
+            f"({named}); a classifier needs at least 2: add a class folder"
+        )
+    if config.pca_k is not None and config.pca_k >= max(training_files, 1):
+        raise UsageError(
+            f"--pca-k {config.pca_k} is not below the {training_files} labelled images that "
+            f"PCA is fitted on: choose at most {max(training_files - 1, 1)}, or leave --pca-k "
+            "out to choose k from --pca-variance"
+        )
+
+
 def require_output(config: Config, storage: Storage) -> str:
     if not config.output:
         raise UsageError("--output is required")
@@ -42,6 +120,10 @@ def require_output(config: Config, storage: Storage) -> str:
                 f"output {config.output} holds files but no {names.RUN_JSON} (a run that "
                 "failed, or files of another tool); pass --overwrite to replace them"
             )
+        if committed_manifest(config.output, storage).get(REFUSED):
+            # Its run.json only accounts for the images of a refused run: nothing to keep.
+            log.info("output %s holds a refused run; it is replaced", config.output)
+            return config.output
         raise UsageError(
             f"output {config.output} already holds files; pass --overwrite to replace them "
             "(or --incremental to reuse their features)"
@@ -82,8 +164,27 @@ def read_run_document(run_uri: str, storage: Storage) -> dict[str, Any]:
     return document
 
 
-def require_features_run(config: Config, storage: Storage) -> dict[str, Any]:
-    """run.json of the run that --features names."""
+@dataclass(frozen=True)
+class FeaturesSource:
+    """The stored features --features names: the run that made them and the dataset itself."""
+
+    document: dict[str, Any]  # the run's run.json
+    dataset: str  # the features dataset's URI
+
+
+def require_features_run(config: Config, storage: Storage) -> FeaturesSource:
+    """--features: a run's --output folder (its run.json names the current features version)
+    or one of its features datasets (features/, features@N/)."""
     if not config.features:
         raise UsageError("--features is required (the --output folder of a run)")
-    return read_run_document(config.features, storage)
+    given = config.features.rstrip("/")
+    if storage.exists(paths.join(given, names.RUN_JSON)):
+        document = read_run_document(given, storage)
+        return FeaturesSource(document, dataset_location(given, document, names.FEATURES))
+    run, _, name = given.rpartition("/")
+    if run and base_name(name) == names.FEATURES and storage.has_children(given):
+        return FeaturesSource(read_run_document(run, storage), given)
+    raise UsageError(
+        f"{given} holds no {names.RUN_JSON} and is not the features/ dataset of a run: pass a "
+        "run's --output folder or its features/ folder"
+    )

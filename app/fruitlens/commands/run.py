@@ -10,7 +10,14 @@ from pyspark.sql import DataFrame
 
 from fruitlens import session, weights
 from fruitlens.commands.evaluate import evaluate_and_save
-from fruitlens.commands.preflight import require_input, require_output, require_precision
+from fruitlens.commands.preflight import (
+    REFUSED,
+    list_input,
+    require_input,
+    require_output,
+    require_precision,
+    require_trainable,
+)
 from fruitlens.commands.train import train_and_save
 from fruitlens.config import Config
 from fruitlens.errors import UsageError
@@ -26,6 +33,8 @@ log = logging.getLogger(__name__)
 def run_command(config: Config) -> dict[str, Any]:
     storage = Storage(config)
     require_input(config, storage)
+    listing = list_input(config, storage)
+    require_trainable(config, listing)
     output = require_output(config, storage)
     require_precision(config)
     resolved = weights.resolve(config.weights, storage.download)
@@ -44,6 +53,7 @@ def run_command(config: Config) -> dict[str, Any]:
     with report.stage("featurize"), session.job_description(spark, "featurize"):
         result = featurize.featurize_and_count(spark, config, resolved, stored_size, stored=stored)
     report.record_featurization(result)
+    report.sections["listing"] = listing.describe_hidden()
     report.sections["fingerprint"] = run_fingerprint(config, result.inputs_sha256, resolved)
     if stored is not None:
         report.sections["incremental"]["unchanged"] = False
@@ -53,11 +63,14 @@ def run_command(config: Config) -> dict[str, Any]:
         commit.parquet(processed, names.FEATURES)
         rejected_uri = commit.parquet(featurize.compact(result.rejected), names.REJECTED)
     if counts["processed"] < 2:
-        commit.finish(report.to_dict(), [names.FEATURES, names.REJECTED])
-        raise UsageError(
-            f"only {counts['processed']} of {counts['listed']} images could be processed; "
-            f"see {rejected_uri}"
+        why = (
+            f"{counts['processed']} image(s) processed and {counts['rejected']} rejected "
+            f"(see {rejected_uri}) of {counts['listed']} listed; PCA and a classifier need at "
+            "least 2 processed images"
         )
+        report.sections[REFUSED] = why
+        commit.finish(report.to_dict(), [names.FEATURES, names.REJECTED])
+        raise UsageError(why)
     features = processed.persist()
     with report.stage("pca", counts["processed"]):
         reduction = reduce.fit_reduction(
@@ -72,7 +85,11 @@ def run_command(config: Config) -> dict[str, Any]:
         commit.parquet(projected, names.PCA)
         commit.put_csv(names.CLIENT_CSV, reduce.pca_columns(projected, reduction.k))
     target_variance = None if config.pca_k else config.pca_variance
-    report.sections["pca"] = reduction.summary(target_variance)
+    report.sections["pca"] = {
+        **reduction.summary(target_variance),
+        # Fewer images were processed than --pca-k asked for (rejections): k was lowered.
+        "k_requested": config.pca_k,
+    }
     report.sections["classifier"] = classify_if_possible(
         features, reduction.k, config, output, report, commit
     )

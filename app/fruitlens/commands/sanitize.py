@@ -18,7 +18,7 @@ from fruitlens.errors import UsageError
 from fruitlens.outputs import names
 from fruitlens.outputs.commit import write_json
 from fruitlens.outputs.report import RunReport
-from fruitlens.outputs.storage import Storage, is_inside
+from fruitlens.outputs.storage import Storage
 from fruitlens.pipeline import metadata
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,6 @@ def sanitize_command(config: Config) -> dict[str, Any]:
         raise UsageError("--input and --output are both required")
     if not storage.exists(config.input) or not storage.has_children(config.input):
         raise UsageError(f"input {config.input} does not exist or is empty")
-    if is_inside(config.output, config.input) or is_inside(config.input, config.output):
-        raise UsageError("--output must not be inside --input (nor the other way round)")
     if storage.has_children(config.output) and not config.overwrite:
         raise UsageError(
             f"output {config.output} already holds files; pass --overwrite to replace them"
@@ -44,7 +42,7 @@ def sanitize_command(config: Config) -> dict[str, Any]:
     with report.stage("sanitize"):
         for uri, relative in storage.list_files(config.input):
             totals["listed"] += 1
-            if metadata.is_hidden(relative):
+            if paths.is_hidden(relative):
                 totals["skipped_hidden"] += 1
                 continue
             data = storage.read_bytes(uri)

@@ -14,7 +14,7 @@ from fruitlens.commands.preflight import require_features_run, require_output
 from fruitlens.config import Config
 from fruitlens.errors import UsageError
 from fruitlens.outputs import names
-from fruitlens.outputs.commit import OutputCommit, dataset_location
+from fruitlens.outputs.commit import OutputCommit
 from fruitlens.outputs.report import RunReport
 from fruitlens.outputs.storage import Storage
 from fruitlens.pipeline import classify, reduce
@@ -37,9 +37,7 @@ def train_and_save(
         training, k, config.classifier, config.cv_folds, config.class_weights, config.seed
     )
     card = classify.model_card(model, chosen, training, k, config, featurizer)
-    model_uri = commit.folder(names.MODEL)
-    model.write().overwrite().save(model_uri)
-    card.model_dir = model_uri.rstrip("/").rsplit("/", 1)[-1]
+    classify.save_model(model, card, commit.folder(names.MODEL), storage=commit.storage)
     commit.put_bytes(names.MODEL_JSON, card.to_json().encode(), "application/json")
     # The exact set: `fruitlens erase` tells from it whether to retrain.
     commit.parquet(training.select("image_id").distinct(), names.TRAINING_IDS)
@@ -50,10 +48,16 @@ def train_command(config: Config) -> dict[str, Any]:
     storage = Storage(config)
     source = require_features_run(config, storage)
     output = require_output(config, storage)
+    processed = int(source.document.get("images", {}).get("processed", 0) or 0)
+    if config.pca_k is not None and processed and config.pca_k >= processed:
+        raise UsageError(
+            f"--pca-k {config.pca_k} is not below the {processed} images of {config.features}: "
+            f"choose at most {max(processed - 1, 1)}"
+        )
     report = RunReport("train", config)
     commit = OutputCommit.begin(output, storage, names.TRAIN_JSON)
     spark = session.start_session(config, "fruitlens-train")
-    features = spark.read.parquet(dataset_location(config.features, source, names.FEATURES))
+    features = spark.read.parquet(source.dataset)
     parts = classify.split_for_training(features, config)
     training = parts[0] if parts else features
     rows = training.count()
@@ -64,7 +68,7 @@ def train_command(config: Config) -> dict[str, Any]:
             training, rows, weights.FEATURE_DIM, config.pca_k, config.pca_variance, config.pca_max_k
         ).k
     with report.stage("train", rows):
-        _, card = train_and_save(training, k, config, source["model"], commit)
+        _, card = train_and_save(training, k, config, source.document["model"], commit)
     report.sections["classifier"] = {
         "name": config.classifier,
         "pca_k": k,

@@ -5,10 +5,12 @@ Parquet dataset of a command to a NEW version prefix when the output already hol
 (`features@2/`, `features@3/` ...; a fresh output keeps the plain names), puts the single files
 (CSV, plots, model.json, evaluation.json) once every dataset is written, then the manifest
 (run.json) in one PUT naming the new versions in its `outputs` map -- the commit point -- and
-only then deletes the versions it replaced. Readers resolve datasets through that map, as
-`fruitlens erase` and `commands.preflight.read_features` do. A run killed
-before the manifest leaves the previous run.json pointing at the previous, complete versions;
-the next run deletes the unreferenced versions it finds and aborts pending multipart uploads.
+only then deletes the versions it replaced. The map holds names relative to the run
+(`features@2`), resolved against the run's own folder (`resolve_stored`), so a moved or copied
+run names its own files. Readers resolve datasets through that map (`dataset_location`), as
+`fruitlens erase` and `commands.preflight.read_features` do. A run killed before the manifest
+leaves the previous run.json pointing at the previous, complete versions; the next run deletes
+the unreferenced versions it finds and aborts pending multipart uploads.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import Any
 
 from pyspark.sql import DataFrame
 
-from fruitlens import checksum, paths
+from fruitlens import checksum, paths, redact
+from fruitlens.errors import UsageError
 from fruitlens.outputs.names import (
     FILES_SHA256,
     MODEL,
@@ -65,9 +68,15 @@ def _csv_value(value: Any) -> Any:
     return repr(value) if isinstance(value, float) else value
 
 
+def json_text(document: dict[str, Any], indent: int | None = 2) -> str:
+    """Every JSON document fruitlens writes, with secret-looking values redacted."""
+    return json.dumps(
+        redact.scrub(document), indent=indent, sort_keys=True, ensure_ascii=False, default=str
+    )
+
+
 def write_json(document: dict[str, Any], uri: str, storage: Storage) -> None:
-    text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, default=str)
-    storage.write_bytes(uri, text.encode("utf-8"), "application/json")
+    storage.write_bytes(uri, json_text(document).encode("utf-8"), "application/json")
 
 
 # --- the commit --------------------------------------------------------------------------------
@@ -83,6 +92,62 @@ def version_of(uri: str) -> int:
     return int(found.group("version")) if found else 1
 
 
+class ManifestError(UsageError):
+    """run.json names a location outside its own run: refused, never read nor deleted."""
+
+
+def stored_name(output: str, uri: str) -> str:
+    """How run.json names a location under the run (`uri`, as a writer made it from `output`):
+    relative to the run (`features@2`), so a moved or copied run still names its own files."""
+    output = output.rstrip("/")
+    if uri.startswith(output + "/"):  # also a relative --output (out/small/features@2)
+        uri = uri[len(output) + 1 :]
+    return resolve_stored(output, uri)[len(output) + 1 :]
+
+
+def resolve_stored(output: str, stored: str, recorded_output: str | None = None) -> str:
+    """The URI under `output` of a location named by its run.json (or given to a writer).
+
+    New manifests hold names relative to the run. An older manifest's absolute (or
+    working-directory relative) URI under the folder it recorded as `output` is taken relative
+    to that folder, so a copied run names its own files, never the original's. Anything else
+    (a `..`, a location outside the run) is refused: nothing outside --output is ever read for
+    rewriting or deleted.
+    """
+    output = output.rstrip("/")
+    text = stored.strip()
+    recorded = (recorded_output or "").rstrip("/")
+    if recorded and text.startswith(recorded + "/"):
+        text = text[len(recorded) + 1 :]
+    elif paths.is_s3(text) or text.startswith(("/", "file:")):
+        if recorded and paths.inside(text, recorded):
+            text = paths.normalized(text)[len(paths.normalized(recorded)) :]
+        elif paths.inside(text, output):
+            text = paths.normalized(text)[len(paths.normalized(output)) :]
+        else:
+            raise ManifestError(f"{stored!r} lies outside the run {output}: refused")
+    parts = [part for part in text.replace("\\", "/").split("/") if part not in ("", ".")]
+    if not parts or ".." in parts or "\x00" in text:
+        raise ManifestError(f"{stored!r} is not a location inside the run {output}: refused")
+    uri = paths.join(output, *parts)
+    if not paths.inside(uri, output) or paths.normalized(uri) == paths.normalized(output):
+        # A symbolic link under the run that leads out of it.
+        raise ManifestError(f"{stored!r} leads outside the run {output}: refused")
+    return uri
+
+
+def resolved_outputs(output: str, document: dict[str, Any]) -> dict[str, str]:
+    """run.json's `outputs` map as URIs under `output`; an entry naming a location outside
+    the run (an older manifest copied from elsewhere) is left out, with a warning."""
+    found = {}
+    for name, stored in (document.get("outputs") or {}).items():
+        try:
+            found[name] = resolve_stored(output, str(stored), document.get("output"))
+        except ManifestError as exc:
+            log.warning("run.json under %s: ignoring output %s: %s", output, name, exc)
+    return found
+
+
 def committed_manifest(output: str, storage: Storage, manifest: str = RUN_JSON) -> dict[str, Any]:
     """The manifest (run.json) last committed under the output ({} when there is none)."""
     uri = paths.join(output, manifest)
@@ -93,8 +158,10 @@ def committed_manifest(output: str, storage: Storage, manifest: str = RUN_JSON) 
 
 def dataset_location(output: str, document: dict[str, Any], name: str) -> str:
     """Where a committed run keeps a dataset: its run.json names the current version (erasure
-    and reruns swap versions through that map); the plain name for manifests without one."""
-    return document.get("outputs", {}).get(name, paths.join(output, name))
+    and reruns swap versions through that map); the plain name for manifests without one.
+    Always inside `output` (`resolve_stored`), or ManifestError."""
+    stored = (document.get("outputs") or {}).get(name, name)
+    return resolve_stored(output, str(stored), document.get("output"))
 
 
 class OutputCommit:
@@ -110,7 +177,7 @@ class OutputCommit:
         # run.json for every command but `train`, whose model folder has train.json.
         self.manifest = manifest
         self.previous_document = committed_manifest(self.output, storage, manifest)
-        self.previous: dict[str, str] = dict(self.previous_document.get("outputs") or {})
+        self.previous = resolved_outputs(self.output, self.previous_document)
         if self.previous_document and not self.previous:
             # A manifest from before outputs were versioned: the plain names are current.
             self.previous = {
@@ -166,7 +233,7 @@ class OutputCommit:
 
     # --- writing ---------------------------------------------------------------------------
     def dataset_uri(self, name: str) -> str:
-        return paths.join(self.output, name if self.version == 1 else f"{name}@{self.version}")
+        return resolve_stored(self.output, name if self.version == 1 else f"{name}@{self.version}")
 
     def folder(self, name: str) -> str:
         """The new version's location for a folder another writer fills (Spark ML's)."""
@@ -186,16 +253,17 @@ class OutputCommit:
 
     def put_bytes(self, name: str, data: bytes, content_type: str) -> str:
         """A single object (name relative to the output), put after the datasets."""
+        uri = resolve_stored(self.output, name)
         self._pending.append((name, data, content_type))
-        return paths.join(self.output, name)
+        return uri
 
     def put_file(self, name: str, local: Path, content_type: str) -> str:
+        uri = resolve_stored(self.output, name)
         self._pending.append((name, local, content_type))
-        return paths.join(self.output, name)
+        return uri
 
     def put_json(self, name: str, document: dict[str, Any]) -> str:
-        text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, default=str)
-        return self.put_bytes(name, text.encode("utf-8"), "application/json")
+        return self.put_bytes(name, json_text(document).encode("utf-8"), "application/json")
 
     def put_csv(self, name: str, frame: DataFrame) -> int:
         local = self._workdir / name.replace("/", "_")
@@ -211,7 +279,7 @@ class OutputCommit:
         try:
             digests = dict(self.carried_digests)
             for name, data, content_type in self._pending:
-                uri = paths.join(self.output, name)
+                uri = resolve_stored(self.output, name)
                 if isinstance(data, Path):
                     self.storage.upload(data, uri, content_type)
                     digests[name] = checksum.sha256(data)
@@ -224,15 +292,16 @@ class OutputCommit:
                 # Another command's manifest (evaluate --output RUN): keep what it names.
                 outputs = {**self.previous, **outputs}
                 digests = {**(self.previous_document.get(FILES_SHA256) or {}), **digests}
-            document["outputs"] = dict(sorted(outputs.items()))
+            document["outputs"] = {
+                name: stored_name(self.output, uri) for name, uri in sorted(outputs.items())
+            }
             document[FILES_SHA256] = dict(sorted(digests.items()))
             write_json(document, paths.join(self.output, self.manifest), self.storage)
             current = {uri.rstrip("/") for uri in outputs.values()}
             for name, uri in self.previous.items():
+                # `previous` holds only locations inside this output (resolved_outputs).
                 ours = base_name(name) in VERSIONED or name in SINGLE_OUTPUTS
-                # Never outside this output (a copied run.json may name another run's folders).
-                inside = uri.startswith(self.output + "/")
-                if ours and inside and uri.rstrip("/") not in current:
+                if ours and uri.rstrip("/") not in current:
                     self.storage.delete_tree(uri)
         finally:
             shutil.rmtree(self._workdir, ignore_errors=True)

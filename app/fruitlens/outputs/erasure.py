@@ -4,14 +4,13 @@ without the erased rows, the CSVs filtered, run.json's counts corrected, the log
 from __future__ import annotations
 
 import csv
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from fruitlens.errors import Failure
 from fruitlens.outputs import names
-from fruitlens.outputs.commit import OutputCommit
+from fruitlens.outputs.commit import OutputCommit, json_text
 from fruitlens.outputs.storage import Storage
 
 
@@ -81,7 +80,7 @@ def append_log(storage: Storage, uri: str, entry: dict[str, Any]) -> None:
     existing = storage.read_bytes(uri) if storage.exists(uri) else b""
     if existing and not existing.endswith(b"\n"):
         existing += b"\n"
-    line = json.dumps(entry, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+    line = json_text(entry, indent=None) + "\n"
     storage.write_bytes(uri, existing + line.encode("utf-8"), "application/x-ndjson")
 
 

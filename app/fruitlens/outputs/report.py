@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import fruitlens
-from fruitlens import checksum, weights
+from fruitlens import checksum, paths, weights
 from fruitlens.config import Config
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ RESULT_SETTINGS = (
     "input",
     "image_size",
     "max_pixels",
+    "max_file_bytes",
     "pca_k",
     "pca_variance",
     "pca_max_k",
@@ -140,7 +141,10 @@ class RunReport:
             "non_eu_reason": cfg.allow_non_eu_region,
             "custom_endpoint": cfg.s3_endpoint,
             "plain_http_reason": cfg.allow_plain_http,
-            "sse": cfg.effective_sse,
+            # Server-side encryption is what S3 does to objects: a local output has none (its
+            # files are protected by --umask), and saying "s3" would read as if it had.
+            "sse": cfg.effective_sse if paths.is_s3(cfg.output or "") else None,
+            "local_umask": None if paths.is_s3(cfg.output or "") else cfg.umask,
             "pseudonymized": cfg.pseudonymize,
         }
         return {
@@ -181,6 +185,9 @@ def summary(document: dict[str, Any]) -> str:
     ]
     for reason, count in sorted(images.get("rejected_by_reason", {}).items()):
         lines.append(f"             rejected as {reason}: {count}")
+    hidden = document.get("listing", {}).get("hidden_files_skipped")
+    if hidden:
+        lines.append(f"             not listed (hidden name, '.' or '_'): {hidden}")
     model = document.get("model", {})
     if model:
         kind = "ImageNet" if model.get("imagenet_features") else "NOT ImageNet (seeded init)"
@@ -194,8 +201,15 @@ def summary(document: dict[str, Any]) -> str:
         lines.append(f"  precision  {precision['asked']} asked: {used or 'nothing featurized'}")
     pca = document.get("pca", {})
     if pca:
+        requested = pca.get("k_requested")
+        lowered = (
+            f" (lowered from --pca-k {requested}: too few images processed)"
+            if requested and requested != pca.get("k")
+            else ""
+        )
         lines.append(
-            f"  pca        k={pca.get('k')}, explained variance {pca.get('explained_variance'):.3f}"
+            f"  pca        k={pca.get('k')}{lowered}, "
+            f"explained variance {pca.get('explained_variance'):.3f}"
         )
     classifier = document.get("classifier", {})
     if classifier.get("accuracy") is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -52,6 +53,29 @@ def _replace_local(target: Path, write: Callable[[Path], object]) -> None:
     partial = target.with_name(f".{target.name}.partial")
     write(partial)
     partial.replace(target)
+
+
+@contextmanager
+def s3_errors(uri: str, endpoint: str | None) -> Iterator[None]:
+    """S3 failures a user fixes (no such bucket, no access, no route to the endpoint) as one
+    StorageError naming the URI, instead of a botocore trace."""
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    try:
+        yield
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "NoSuchBucket":
+            bucket = S3Location.parse(uri).bucket
+            raise StorageError(f"{uri}: bucket {bucket!r} does not exist") from exc
+        if code in {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
+            raise StorageError(f"{uri}: access denied ({code}); check the credentials") from exc
+        raise
+    except EndpointConnectionError as exc:
+        where = endpoint or "AWS S3"
+        raise StorageError(f"{uri}: S3 endpoint {where} cannot be reached") from exc
+    except NoCredentialsError as exc:
+        raise StorageError(f"{uri}: no AWS credentials found (environment, profile, IRSA)") from exc
 
 
 class Storage:
@@ -127,12 +151,13 @@ class Storage:
         location = S3Location.parse(uri)
         paginator = self.s3.get_paginator("list_objects_v2")
         seen = 0
-        for page in paginator.paginate(Bucket=location.bucket, Prefix=location.prefix):
-            for item in page.get("Contents", []):
-                yield f"s3a://{location.bucket}/{item['Key']}"
-                seen += 1
-                if limit is not None and seen >= limit:
-                    return
+        with s3_errors(uri, self.config.s3_endpoint):
+            for page in paginator.paginate(Bucket=location.bucket, Prefix=location.prefix):
+                for item in page.get("Contents", []):
+                    yield f"s3a://{location.bucket}/{item['Key']}"
+                    seen += 1
+                    if limit is not None and seen >= limit:
+                        return
 
     def list_children(self, uri: str) -> list[str]:
         """Names directly under a folder/prefix (files and sub-folders), sorted.
@@ -290,15 +315,3 @@ class Storage:
                 )
                 aborted += 1
         return aborted
-
-
-def is_inside(child: str, parent: str) -> bool:
-    """Whether one folder/prefix lies under (or is) another, on the same store."""
-
-    def norm(uri: str) -> str:
-        if paths.is_s3(uri):
-            location = S3Location.parse(uri)
-            return f"s3://{location.bucket}/{location.prefix}"
-        return str(local_path(uri).resolve()).rstrip("/") + "/"
-
-    return norm(child).startswith(norm(parent))

@@ -8,6 +8,7 @@ features it was not trained on.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 import fruitlens
-from fruitlens import paths
+from fruitlens import checksum, paths
 from fruitlens.config import Config
 from fruitlens.errors import UsageError
 from fruitlens.outputs import names
@@ -30,7 +31,9 @@ from fruitlens.pipeline import reduce
 
 LABEL_INDEX = "label_index"
 WEIGHT = "class_weight"
-TOP_K = 3
+TOP_K = 3  # the ranking's length, never more than the model's classes (see `top_k`)
+# model_dir is one folder name beside model.json (model, model@3): never a path elsewhere.
+_MODEL_DIR = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]*$")
 
 
 class ModelError(UsageError):
@@ -57,6 +60,9 @@ class ModelCard:
     # The Spark ML folder beside model.json (model@N after a rerun); relative, so a copied
     # model folder still loads.
     model_dir: str = names.MODEL
+    # SHA-256 over every file of model_dir (see `model_digest`), recorded at save time and
+    # checked at load: altered coefficients or a swapped folder are refused.
+    model_sha256: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, ensure_ascii=False)
@@ -138,8 +144,14 @@ def classes_of(model: PipelineModel) -> list[str]:
     return list(model.stages[0].labels)
 
 
+def top_k(classes: int) -> int:
+    """A 2-class model ranks 2 labels, not 3."""
+    return min(TOP_K, classes)
+
+
 def score(model: PipelineModel, features: DataFrame, min_confidence: float = 0.0) -> DataFrame:
-    """Predicted label, its probability and the top-3 (label, probability) of each image."""
+    """Predicted label, its probability and the top-k (label, probability) of each image, k =
+    min(3, classes); the column keeps its name, top3."""
     labels = classes_of(model)
     scored = model.transform(features)
     probabilities = vector_to_array(F.col("probability"))
@@ -148,7 +160,7 @@ def score(model: PipelineModel, features: DataFrame, min_confidence: float = 0.0
             F.transform(probabilities, lambda p, i: F.struct((-p).alias("neg"), i.alias("index")))
         ),
         1,
-        TOP_K,
+        top_k(len(labels)),
     )
     label_array = F.array(*[F.lit(label) for label in labels])
     top = F.transform(
@@ -185,10 +197,49 @@ def load_card(model_uri: str, storage: Storage) -> ModelCard:
         raise ModelError(f"{card_uri} is corrupt: {exc}") from exc
 
 
+def model_digest(model_folder: str, storage: Storage) -> str:
+    """SHA-256 over the sorted (relative path, SHA-256) of every file of a saved Spark model."""
+    lines = sorted(
+        f"{relative}\t{checksum.sha256(storage.read_bytes(uri))}"
+        for uri, relative in storage.list_files(model_folder)
+    )
+    return checksum.sha256("\n".join(lines).encode("utf-8"))
+
+
+def save_model(model: PipelineModel, card: ModelCard, folder: str, storage: Storage) -> None:
+    """Write the Spark model to `folder` (beside model.json) and record its name and digest."""
+    model.write().overwrite().save(folder)
+    card.model_dir = folder.rstrip("/").rsplit("/", 1)[-1]
+    card.model_sha256 = model_digest(folder, storage)
+
+
+def verified_model_folder(model_uri: str, card: ModelCard, storage: Storage) -> str:
+    """The model folder model.json names, refused when it lies outside the model or its files
+    are not the ones saved."""
+    if not _MODEL_DIR.match(card.model_dir) or card.model_dir in {".", ".."}:
+        raise ModelError(
+            f"{model_uri}/{names.MODEL_JSON} names model_dir {card.model_dir!r}: a model folder "
+            "must be a folder beside model.json, not a path elsewhere"
+        )
+    folder = paths.join(model_uri, card.model_dir)
+    if not card.model_sha256:
+        raise ModelError(
+            f"{model_uri}/{names.MODEL_JSON} records no model_sha256, so its files cannot be "
+            "checked: retrain it with this fruitlens version"
+        )
+    if model_digest(folder, storage) != card.model_sha256:
+        raise ModelError(
+            f"{folder} differs from the digest {names.MODEL_JSON} recorded at training time: the "
+            "model files were altered or replaced; retrain or restore them"
+        )
+    return folder
+
+
 def load(model_uri: str, storage: Storage) -> tuple[PipelineModel, ModelCard]:
     card = load_card(model_uri, storage)
+    folder = verified_model_folder(model_uri, card, storage)
     try:
-        model = PipelineModel.load(paths.join(model_uri, card.model_dir))
+        model = PipelineModel.load(folder)
     except Exception as exc:  # Spark raises Py4J/IllegalArgument/AnalysisException alike
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(
@@ -271,10 +322,10 @@ def model_card(
     )
 
 
-def flat_predictions(scored: DataFrame) -> DataFrame:
-    """The client's CSV shape: top-3 as plain columns instead of an array of structs."""
+def flat_predictions(scored: DataFrame, classes: int) -> DataFrame:
+    """The client's CSV shape: top-k as plain columns instead of an array of structs."""
     columns = [F.col("image_id"), F.col("path"), F.col("predicted_label"), F.col("probability")]
-    for rank in range(TOP_K):
+    for rank in range(top_k(classes)):
         item = F.element_at(F.col("top3"), rank + 1)
         columns += [
             item["label"].alias(f"top{rank + 1}_label"),

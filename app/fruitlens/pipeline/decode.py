@@ -7,6 +7,7 @@ outputs, which is what keeps GPS positions and device serials out of every deriv
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -19,7 +20,17 @@ NOT_AN_IMAGE = "not_an_image"
 CORRUPT_IMAGE = "corrupt_image"
 TOO_MANY_PIXELS = "too_many_pixels"
 NO_CLASS_FOLDER = "no_class_folder"
+TOO_DEEP = "too_deep"
+FILE_TOO_LARGE = "file_too_large"
+UNSUPPORTED_FORMAT = "unsupported_format"
 UNREADABLE = "unreadable"
+
+# The photo formats decoded; Pillow knows dozens more (EPS would even run Ghostscript), each a
+# parser that hostile bytes could reach, so the others are recognised by their magic bytes only
+# and rejected.
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+# "<_io.BytesIO object at 0x7f...>": an address differs between identical runs.
+_ADDRESS = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
 
 # A truncated JPEG must be rejected, not padded with grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -39,7 +50,7 @@ def rejected(reason: str, detail: str = "") -> Decoded:
 def image_size(content: bytes) -> tuple[int, int] | None:
     """Width and height from the header alone (no pixel decoding), or None if unreadable."""
     try:
-        with Image.open(io.BytesIO(content)) as image:
+        with Image.open(io.BytesIO(content), formats=FORMATS) as image:
             return image.size
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return None
@@ -67,7 +78,7 @@ def decode(content: bytes | None, size: int, max_pixels: int) -> Decoded:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(content)) as image:
+            with Image.open(io.BytesIO(content), formats=FORMATS) as image:
                 width, height = image.size
                 if width * height > max_pixels:
                     return rejected(
@@ -78,13 +89,28 @@ def decode(content: bytes | None, size: int, max_pixels: int) -> Decoded:
                 if rgb.size != (size, size):
                     rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
                 return Decoded(np.asarray(rgb, dtype=np.uint8), None)
-    except UnidentifiedImageError as exc:
-        return rejected(NOT_AN_IMAGE, _short(exc))
+    except UnidentifiedImageError:
+        known = other_format(content)
+        if known:
+            return rejected(UNSUPPORTED_FORMAT, f"{known} is not one of {', '.join(FORMATS)}")
+        return rejected(NOT_AN_IMAGE, f"no {', '.join(FORMATS)} signature")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return rejected(TOO_MANY_PIXELS, _short(exc))
     except (OSError, ValueError, SyntaxError) as exc:
         return rejected(CORRUPT_IMAGE, _short(exc))
 
 
+def other_format(content: bytes) -> str | None:
+    """The name of a format Pillow knows but fruitlens does not decode, from its magic bytes
+    alone (each plugin's `accept` test; nothing is parsed)."""
+    Image.init()
+    prefix = content[:64]
+    for name in Image.ID:
+        accept = Image.OPEN[name][1]
+        if name not in FORMATS and accept is not None and accept(prefix):
+            return name
+    return None
+
+
 def _short(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:300]
+    return _ADDRESS.sub("<bytes>", f"{type(exc).__name__}: {exc}")[:300]

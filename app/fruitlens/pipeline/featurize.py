@@ -30,6 +30,7 @@ from fruitlens import checksum, weights
 from fruitlens.config import Config
 from fruitlens.errors import Failure
 from fruitlens.outputs import names
+from fruitlens.outputs.commit import resolved_outputs
 from fruitlens.pipeline import decode, images
 
 log = logging.getLogger(__name__)
@@ -228,23 +229,30 @@ def compile_forward(model: Any, image_size: int) -> Callable[[np.ndarray], np.nd
     return lambda batch: forward(batch).numpy()
 
 
+REFUSAL_DETAIL = {
+    decode.NO_CLASS_FOLDER: "file is not inside a class folder",
+    decode.TOO_DEEP: "file is in a folder below its class folder (<Class>/<file> expected)",
+}
+
+
 def featurize_batch(
     contents: pd.Series,
-    has_label: pd.Series,
+    refusals: pd.Series,
     spec: FeaturizerSpec,
     model: Callable[[], WorkerModel],
 ) -> pd.DataFrame:
     """Decode what can be decoded, run the network on those, keep a reason for the rest.
 
+    `refusals`: the naming rule's reason to reject each file unread (images.with_names), or None.
     `model` is called only when a batch has decodable images: tasks with nothing to featurize
     (--incremental re-runs, empty or all-rejected partitions) never import TensorFlow nor build
     VGG16.
     """
     decoded = [
-        decode.decode(content, spec.image_size, spec.max_pixels)
-        if labelled
-        else decode.rejected(decode.NO_CLASS_FOLDER, "file is not inside a class folder")
-        for content, labelled in zip(contents, has_label, strict=True)
+        decode.rejected(refusal, REFUSAL_DETAIL[refusal])
+        if refusal
+        else decode.decode(content, spec.image_size, spec.max_pixels)
+        for content, refusal in zip(contents, refusals, strict=True)
     ]
     good = [index for index, item in enumerate(decoded) if item.pixels is not None]
     features: list[np.ndarray | None] = [None] * len(decoded)
@@ -272,8 +280,8 @@ def featurize_batch(
 def featurizer_udf(spec: FeaturizerSpec) -> Callable[..., Column]:
     @F.pandas_udf(FEATURIZED)  # type: ignore[call-overload]
     def featurize(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
-        for contents, has_label in batches:
-            yield featurize_batch(contents, has_label, spec, lambda: worker_model(spec))
+        for contents, refusals in batches:
+            yield featurize_batch(contents, refusals, spec, lambda: worker_model(spec))
 
     return featurize
 
@@ -286,8 +294,8 @@ def featurize_images(
     Training data needs a class folder per image; new images to predict do not.
     """
     featurize = featurizer_udf(spec)
-    usable = F.col("label").isNotNull() if require_label else F.lit(True)
-    result = featurize(F.col("content"), usable).alias("out")
+    refusal = F.col("refusal") if require_label else F.lit(None).cast("string")
+    result = featurize(F.col("content"), refusal).alias("out")
     with_output = named.select(
         F.col("image_id"), F.col("path"), F.col("label"), F.col("split"), result
     )
@@ -355,13 +363,14 @@ def featurize_input(
     size: images whose content id is among them are not featurized again.
     """
     files = images.read_binary_files(spark, str(config.input))
+    readable = images.within_size_limit(files, config.max_file_bytes)
     root = images.qualified_root(spark, str(config.input))
-    named = images.with_names(files, root)
+    named = images.with_names(readable, root)
     spark.sparkContext.addFile(str(resolved.local_path))
     spec = FeaturizerSpec(
         weights_file_name=resolved.local_path.name,
         weights_sha256=resolved.sha256,
-        image_size=image_size or config.image_size or native_size(files),
+        image_size=image_size or config.image_size or native_size(readable),
         batch_size=config.batch_size,
         max_pixels=config.max_pixels,
         threads=int(spark.conf.get("spark.task.cpus", "1") or 1),
@@ -373,7 +382,7 @@ def featurize_input(
         computed = reuse_stored_features(named, stored, spec, require_label)
     every_file = computed.unionByName(
         images.unscanned_files(spark, files), allowMissingColumns=True
-    )
+    ).unionByName(images.oversized_files(files, config.max_file_bytes), allowMissingColumns=True)
     return images.as_written(every_file, config).persist(), spec
 
 
@@ -431,7 +440,7 @@ def stored_features(
         return None, None
     from pyspark.ml.functions import vector_to_array
 
-    location = previous.get("outputs", {}).get(names.FEATURES)
+    location = resolved_outputs(str(config.output), previous).get(names.FEATURES)
     if not location:
         return None, None
     stored = spark.read.parquet(location).select(

@@ -1,8 +1,12 @@
 """Listing images with Spark's binaryFile source and naming them: id, label, split.
 
-Labels are folder names kept byte for byte (spaces, digits, accents); the split is the top
-folder when it is Training/ or Test/. Files directly under the input root have no class folder
-and are rejected with that reason later, never dropped.
+The class rule: the class is the first folder under the input root, or under Training/ or
+Test/ when that is the top folder (the split); labels are folder names kept byte for byte
+(spaces, digits, accents). A file directly under the root (or directly under a split) has no
+class folder, and a file in a folder under its class folder is nested deeper than the layout
+allows: both are rejected with that reason later (`no_class_folder`, `too_deep`), never
+dropped nor relabelled. Files larger than --max-file-bytes are rejected (`file_too_large`) from
+the listing's size, before their bytes are read.
 """
 
 from __future__ import annotations
@@ -46,20 +50,68 @@ def qualified_root(spark: SparkSession, input_uri: str) -> str:
     return str(filesystem.makeQualified(hadoop_path).toString()).rstrip("/")
 
 
+def class_rule(relative: str) -> tuple[str | None, str | None, str | None]:
+    """(label, split, refusal) of a file from its path under the input root: the rule of the
+    module doc, as `with_names` applies it in Spark (tests check they agree)."""
+    parts = relative.split("/")
+    split = parts[0] if len(parts) >= 2 and parts[0] in SPLITS else None
+    above = 1 if split else 0
+    if len(parts) < above + 2:
+        return None, None, decode.NO_CLASS_FOLDER
+    if len(parts) > above + 2:
+        return None, split, decode.TOO_DEEP
+    return parts[above], split, None
+
+
 def with_names(files: DataFrame, root: str) -> DataFrame:
-    """Add image_id (SHA-256 of the bytes), rel_path, label and split."""
+    """Add image_id (SHA-256 of the bytes), rel_path, label, split and `refusal`: the reason
+    the class rule (module doc) refuses the file for training, null when it names a class."""
     rel_path = F.substring(F.col("path"), len(root) + 2, 1 << 30)
     parts = F.split(rel_path, "/")
     depth = F.size(parts)
     top = F.element_at(parts, 1)
+    split = F.when((depth >= 2) & top.isin(*SPLITS), top)
+    # Folders above the file's class folder: one under a split, none otherwise.
+    above = F.when(split.isNotNull(), 1).otherwise(0)
+    class_folder = F.when(depth >= above + 2, F.element_at(parts, above + 1))
+    refusal = (
+        F.when(class_folder.isNull(), F.lit(decode.NO_CLASS_FOLDER))
+        .when(depth > above + 2, F.lit(decode.TOO_DEEP))
+        .otherwise(F.lit(None).cast("string"))
+    )
     return files.select(
         F.sha2(F.col("content"), 256).alias("image_id"),
         F.col("path"),
         rel_path.alias("rel_path"),
-        F.when(depth >= 2, F.element_at(parts, -2)).alias("label"),
-        F.when((depth >= 3) & top.isin(*SPLITS), top).alias("split"),
+        F.when(refusal.isNull(), class_folder).alias("label"),
+        F.when(class_folder.isNotNull(), split).alias("split"),
+        refusal.alias("refusal"),
         F.col("length"),
         F.col("content"),
+    )
+
+
+def within_size_limit(files: DataFrame, max_file_bytes: int) -> DataFrame:
+    """The files whose bytes may be read. binaryFile applies a filter on `length` to the
+    listing (pushed down), so a larger file's content is never loaded."""
+    return files.where(F.col("length") <= F.lit(max_file_bytes))
+
+
+def oversized_files(files: DataFrame, max_file_bytes: int) -> DataFrame:
+    """Files over the limit as rejections, from the listing alone (the content column is not
+    selected, so never read). Their bytes are not hashed: the image_id is the SHA-256 of the
+    path instead."""
+    return files.where(F.col("length") > F.lit(max_file_bytes)).select(
+        F.sha2(F.col("path"), 256).alias("image_id"),
+        F.col("path"),
+        F.lit(None).cast("string").alias("label"),
+        F.lit(None).cast("string").alias("split"),
+        F.lit(None).cast("array<float>").alias("features"),
+        F.lit(decode.FILE_TOO_LARGE).alias("reason"),
+        F.concat(
+            F.col("length").cast("string"),
+            F.lit(f" bytes exceeds max_file_bytes={max_file_bytes}"),
+        ).alias("detail"),
     )
 
 
@@ -123,9 +175,14 @@ def as_written(every_file: DataFrame, config: Config) -> DataFrame:
 def listed_inputs(spark: SparkSession, config: Config) -> DataFrame:
     """Every file under --input as the outputs name it, from listing and hashing alone."""
     files = read_binary_files(spark, str(config.input))
-    named = with_names(files, qualified_root(spark, str(config.input)))
+    readable = within_size_limit(files, config.max_file_bytes)
+    named = with_names(readable, qualified_root(spark, str(config.input)))
     columns = [F.col(name) for name in INPUT_FIELDS]
-    every_file = named.select(*columns).unionByName(unscanned_files(spark, files).select(*columns))
+    every_file = (
+        named.select(*columns)
+        .unionByName(unscanned_files(spark, files).select(*columns))
+        .unionByName(oversized_files(files, config.max_file_bytes).select(*columns))
+    )
     return as_written(every_file, config)
 
 

@@ -372,11 +372,6 @@ def verify_pixels(before: bytes, after: bytes, max_pixels: int) -> None:
 
 
 # --- naming the copies ---------------------------------------------------------------------------
-def is_hidden(relative: str) -> bool:
-    """Spark (and Hadoop) skip names starting with '.' or '_' anywhere in the path."""
-    return any(part.startswith((".", "_")) for part in PurePosixPath(relative).parts)
-
-
 def output_name(relative: str, cleaned: Cleaned) -> str:
     if cleaned.converted_to:
         return str(PurePosixPath(relative).with_suffix("." + cleaned.converted_to))
