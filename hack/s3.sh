@@ -21,9 +21,12 @@ up() {
     wait_for 60 "moto S3 server" curl -sf -o /dev/null "http://$NODE_IP:$S3_PORT/"
     # The job's bucket, with the policy kind's S3 server applies too (k8s/kind/s3-server):
     # unsigned requests may read private objects only if the bucket policy allows it.
-    curl -sf -X PUT -o /dev/null "http://$NODE_IP:$S3_PORT/$BUCKET" --data-binary \
+    # With curl's default form content type, moto's web framework hands it an empty body.
+    curl -sf -X PUT -o /dev/null -H 'Content-Type: application/xml' \
+      "http://$NODE_IP:$S3_PORT/$BUCKET" --data-binary \
       "<CreateBucketConfiguration><LocationConstraint>eu-west-3</LocationConstraint></CreateBucketConfiguration>"
-    curl -sf -X PUT -o /dev/null "http://$NODE_IP:$S3_PORT/$BUCKET?policy" \
+    curl -sf -X PUT -o /dev/null -H 'Content-Type: application/json' \
+      "http://$NODE_IP:$S3_PORT/$BUCKET?policy" \
       --data-binary "@$REPO/k8s/kind/s3-server/bucket-policy.json"
   fi
   kubectl get namespace "$NAMESPACE" >/dev/null 2>&1 || kubectl create namespace "$NAMESPACE" >/dev/null
