@@ -14,7 +14,7 @@ from fruitlens.commands.preflight import require_input, require_output
 from fruitlens.commands.train import train_and_save
 from fruitlens.config import Config
 from fruitlens.errors import UsageError
-from fruitlens.outputs import names
+from fruitlens.outputs import names, report_page
 from fruitlens.outputs.commit import OutputCommit
 from fruitlens.outputs.report import RunReport, run_fingerprint
 from fruitlens.outputs.storage import Storage
@@ -80,12 +80,15 @@ def run_command(config: Config) -> dict[str, Any]:
             drawn = plots.pca_plots(projected, reduction, target_variance, config.seed)
             for name, png in drawn.items():
                 commit.put_bytes(name, png, "image/png")
-    produced = [names.FEATURES, names.PCA, names.REJECTED, names.CLIENT_CSV]
+    produced = [names.FEATURES, names.PCA, names.REJECTED, names.CLIENT_CSV, names.REPORT_HTML]
     produced += [names.PLOTS] if config.plots else []
     if report.sections["classifier"].get("trained"):
         produced += [names.PREDICTIONS, names.MODEL_JSON, names.EVALUATION_JSON]
+    document = report.to_dict()
+    with report.stage("report"):
+        report_page.commit_run_page(document, commit, storage, config)
     # run.json last, in one PUT: the commit point; then the replaced versions are deleted.
-    return commit.finish(report.to_dict(), produced)
+    return commit.finish(document, produced)
 
 
 def keep_committed_run(
