@@ -199,7 +199,8 @@ class Config:
     verbose: int = setting(
         0,
         "Show the chatter of the parts: -v adds fruitlens's debug lines and Spark's and "
-        "TensorFlow's warnings, -v -v everything (Spark INFO, its console progress bar). "
+        "TensorFlow's warnings, -v -v everything (Spark INFO and its console progress bar, "
+        "every library's debug lines). "
         "Example: -v -v",
         CONFIG_COMMANDS,
         count=True,

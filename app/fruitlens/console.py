@@ -50,7 +50,8 @@ def configure_logging(verbosity: int | None) -> None:
     root.handlers[:] = [handler]
     # Libraries: errors only by default (botocore's "Found credentials" is INFO, py4j logs a
     # line per gateway call); fruitlens's own stage lines stay at INFO.
-    root.setLevel({QUIET: logging.ERROR, WARNINGS: logging.WARNING}.get(chosen, logging.INFO))
+    # -v -v: every library's debug lines too (botocore's requests, redacted by redact.py).
+    root.setLevel({QUIET: logging.ERROR, WARNINGS: logging.WARNING}.get(chosen, logging.DEBUG))
     logging.getLogger("fruitlens").setLevel(logging.INFO if chosen == QUIET else logging.DEBUG)
     logging.getLogger("py4j").setLevel(logging.INFO if chosen == EVERYTHING else logging.CRITICAL)
     logging.captureWarnings(True)  # Python warnings become records the levels above filter
