@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 
 QUIET, WARNINGS, EVERYTHING = 0, 1, 2
@@ -68,20 +70,44 @@ def worker_environment(verbosity: int | None) -> dict[str, str]:
     return environment
 
 
-def quiet_worker_libraries() -> None:
-    """In a Python worker, before TensorFlow builds a model: absl's Python logger (Keras's
-    'WARNING:absl' lines) and TensorFlow's follow the verbosity the driver passed down."""
+def quiet_tensorflow() -> None:
+    """Import TensorFlow and Keras at the verbosity the driver chose (FRUITLENS_VERBOSE, passed to
+    the workers too), before any model is built.
+
+    TensorFlow 2.21 writes its import-time notices (oneDNN, CPU features) through absl before
+    absl's logging is initialised, straight to file descriptor 2 and whatever
+    TF_CPP_MIN_LOG_LEVEL says: quiet, the import runs with that descriptor on /dev/null (an
+    import error still raises). Then absl's Python logger (Keras's 'WARNING:absl' lines) and
+    TensorFlow's follow the verbosity.
+    """
     chosen = level(int(os.environ.get("FRUITLENS_VERBOSE", "0") or 0))
     if chosen == EVERYTHING:
         return
-    threshold = logging.ERROR if chosen == QUIET else logging.WARNING
-    try:
-        from absl import logging as absl_logging
+    if "tensorflow" not in sys.modules:
+        with native_stderr_to_null(enabled=chosen == QUIET):
+            import keras  # noqa: F401  (Keras imports TensorFlow)
+    from absl import logging as absl_logging
 
-        absl_logging.set_verbosity(absl_logging.ERROR if chosen == QUIET else absl_logging.WARNING)
-    except ImportError:  # absl comes with TensorFlow; without it there is nothing to quiet
-        pass
-    logging.getLogger("tensorflow").setLevel(threshold)
+    absl_logging.set_verbosity(absl_logging.ERROR if chosen == QUIET else absl_logging.WARNING)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR if chosen == QUIET else logging.WARNING)
+
+
+@contextmanager
+def native_stderr_to_null(enabled: bool = True) -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null for the block (what C++ code writes there)."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def log4j2_file() -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fruitlens import checksum, paths
+from fruitlens import checksum, console, paths
 from fruitlens.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class ResolvedWeights:
 
 def build_vgg16(image_size: int) -> Any:
     """The featurizer network: VGG16's convolutional part with global average pooling (512)."""
+    console.quiet_tensorflow()
     from keras.applications import VGG16
 
     return VGG16(

@@ -63,7 +63,7 @@ def worker_model(spec: FeaturizerSpec) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _build_model(spec: FeaturizerSpec) -> Callable[[np.ndarray], np.ndarray]:
-    console.quiet_worker_libraries()
+    console.quiet_tensorflow()
     import tensorflow as tf
     from pyspark import SparkFiles
 
