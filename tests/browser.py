@@ -58,7 +58,8 @@ class Browser:
         port = int(port_file.read_text().split()[0])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as answer:
             pages = [t for t in json.load(answer) if t["type"] == "page"]
-        self.socket = connect(pages[0]["webSocketDebuggerUrl"], max_size=None)
+        self._connection = connect(pages[0]["webSocketDebuggerUrl"], max_size=None)
+        self.socket = self._connection.__enter__()
         self.ids = itertools.count(1)
         self.events: list[dict[str, Any]] = []
 
@@ -121,8 +122,8 @@ class Browser:
         return base64.b64decode(shot["data"])
 
     def close(self) -> None:
-        if getattr(self, "socket", None) is not None:
-            self.socket.close()
+        if getattr(self, "_connection", None) is not None:
+            self._connection.__exit__(None, None, None)
         self.process.terminate()
         try:
             self.process.wait(timeout=20)
