@@ -119,9 +119,9 @@ def test_unsigned_requests_only_go_to_a_custom_endpoint():
 
 
 def test_readme_settings_table_is_generated_from_config():
-    """`python tools/settings_table.py` prints it: paste it into README.md after a change."""
+    """`python hack/settings_table.py` prints it: paste it into README.md after a change."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    tool = runpy.run_path(str(REPO / "tools" / "settings_table.py"))
+    tool = runpy.run_path(str(REPO / "hack" / "settings_table.py"))
     assert tool["table"]() in readme
     for item in dataclasses.fields(config.Config):
         assert f"`{config.env_name(item.name)}`" in readme, item.name
