@@ -19,8 +19,10 @@ OUT ?= $(CURDIR)/out/run
 PYTEST_ARGS ?=
 RUN_ARGS ?=
 LINT_PATHS := app tests hack $(wildcard bench)
-# Tools the test suite needs beyond the venv; mk/*.mk fragments append their install targets.
+# Tools the test suite needs beyond the venv; mk/*.mk fragments append their install targets
+# (TEST_TOOLS: the deployment lane's, CORE_TEST_TOOLS: the core lane's).
 TEST_TOOLS :=
+CORE_TEST_TOOLS :=
 
 .PHONY: help venv run test test-core test-deploy lint format bench clean
 
@@ -66,7 +68,7 @@ PYTEST_LANE = $(BIN)/python -m pytest $(1) $(PYTEST_ARGS) || [ $$? -eq 5 ]
 test: ## every test, installs included (what CI runs); PYTEST_ARGS= are passed to both lanes
 	$(MAKE) --no-print-directory -j3 test-core test-deploy
 
-test-core: venv
+test-core: venv $(CORE_TEST_TOOLS)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/fruitlens jars >/dev/null

@@ -19,9 +19,13 @@ def table() -> str:
         shown = "—" if default is None else default
         meaning = item.metadata["help"].replace("|", "\\|")
         commands = ", ".join(item.metadata["commands"])
+        flag = f"`{config.flag_name(item.name)}`"
+        if item.metadata.get("positional"):
+            flag = f"`{item.name.upper().rstrip('S')}…` (argument)"
+        elif item.metadata.get("short"):
+            flag = f"`{item.metadata['short']}`, {flag}"
         rows.append(
-            f"| `{config.flag_name(item.name)}` | `{config.env_name(item.name)}` | `{shown}` "
-            f"| {commands} | {meaning} |"
+            f"| {flag} | `{config.env_name(item.name)}` | `{shown}` | {commands} | {meaning} |"
         )
     return "\n".join(rows)
 

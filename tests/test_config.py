@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import runpy
 
 import pytest
 
@@ -117,10 +118,12 @@ def test_unsigned_requests_only_go_to_a_custom_endpoint():
     assert build(s3_anonymous=True, s3_endpoint="http://127.0.0.1:9").s3_anonymous
 
 
-def test_readme_documents_every_setting():
+def test_readme_settings_table_is_generated_from_config():
+    """`python hack/settings_table.py` prints it: paste it into README.md after a change."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
+    tool = runpy.run_path(str(REPO / "hack" / "settings_table.py"))
+    assert tool["table"]() in readme
     for item in dataclasses.fields(config.Config):
-        assert f"`{config.flag_name(item.name)}`" in readme, item.name
         assert f"`{config.env_name(item.name)}`" in readme, item.name
 
 

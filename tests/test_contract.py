@@ -339,6 +339,9 @@ PLACEHOLDERS = {
     "P": "s3a://fruits/raw/Apple/1.jpg",
     "B": "fruits",
     "N": "30",
+    "RUN": "s3a://fruits/runs/r1",
+    "RUN1": "s3a://fruits/runs/r1",
+    "RUN2": "s3a://fruits/runs/r2",
 }
 
 
@@ -351,9 +354,10 @@ def readme_commands() -> list[str]:
     from conftest import REPO
 
     text = (REPO / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
-    # A command with its flags (not the summary's "fruitlens run finished").
-    found = re.findall(r"^\s*(?:\.venv/bin/)?(fruitlens [a-z]+ [-\[(][^\n`]*)$", text, re.M)
-    found += re.findall(r"`(?:\.venv/bin/)?(fruitlens [a-z]+ [-\[(][^`]*)`", text)
+    # A command with its flags or an uppercase placeholder (`fruitlens report RUN`), not the
+    # summary's "fruitlens run finished".
+    found = re.findall(r"^\s*(?:\.venv/bin/)?(fruitlens [a-z]+ [-\[(A-Z][^\n`]*)$", text, re.M)
+    found += re.findall(r"`(?:\.venv/bin/)?(fruitlens [a-z]+ [-\[(A-Z][^`]*)`", text)
     commands = []
     for line in found:
         line = re.sub(r"\(([^|)]*?)\s*\\?\|[^)]*\)…?", r"\1", line)  # (a | b)… -> a

@@ -62,8 +62,9 @@ def test_debug_logs_of_a_real_s3_session_hold_no_credential(s3_server: S3Server,
     bucket = s3_server.make_bucket(f"redact-{uuid.uuid4().hex[:8]}")
     s3_server.client().put_object(Bucket=bucket, Key="incoming/Apple/gps.jpg", Body=gps_exif_jpeg())
     result = run_cli(
-        "-v",
         "sanitize",
+        "-v",
+        "-v",
         "--input",
         f"s3a://{bucket}/incoming",
         "--output",

@@ -81,6 +81,11 @@ def test_erase_by_local_path(local_run):
     assert "fingerprint" not in document
     csv = (out / "resultats_pca.csv").read_bytes()
     assert document["files_sha256"]["resultats_pca.csv"] == hashlib.sha256(csv).hexdigest()
+    # report.html is re-rendered from the rewritten outputs (it would name rejected files).
+    page = (out / "report.html").read_bytes()
+    assert document["files_sha256"]["report.html"] == hashlib.sha256(page).hexdigest()
+    processed = document["images"]["processed"]
+    assert f'data-key="images.processed" data-value="{processed}"'.encode() in page
     for name in ("features", "pca"):
         rows = parquet_rows(objects, f"{name}@2")
         assert len(rows) == before[name] - 1, name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -62,6 +63,10 @@ def first_run(mixed_input: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     assert result.code == 0, result.stderr[-3000:]
     assert "fruitlens run finished" in result.stdout
     assert "NOT ImageNet" in result.stdout  # seeded weights are announced loudly
+    # Not a terminal: whole progress lines (no redrawing), the last one with every file.
+    assert "\r" not in result.stderr
+    assert re.search(r"^featurize: (\d+)/\1 images \(100%\)", result.stderr, re.M)
+    assert (output / "report.html").is_file()
     return output
 
 

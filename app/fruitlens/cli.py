@@ -12,7 +12,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from fruitlens import __version__, config, errors, redact
+from fruitlens import __version__, config, console, errors, redact
 from fruitlens.commands import submit
 
 EXIT_USAGE = 2
@@ -50,6 +50,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "set the S3 lifecycle rule (expiry after N days) on the project's prefixes",
         "fruitlens retention --bucket fruits --days 30 --prefix runs/",
     ),
+    config.REPORT: (
+        "write report.html of a run from its stored outputs (or compare two runs side by "
+        "side) and print where to open it: a local path or a presigned HTTPS URL",
+        "fruitlens report s3a://fruits/runs/r1 s3a://fruits/runs/r2 --output s3a://fruits/cmp",
+    ),
     config.JARS: (
         "download hadoop-aws, its AWS SDK and spark-hadoop-cloud matching pyspark (checksummed)",
         "fruitlens jars --jars-dir /opt/spark/jars",
@@ -82,7 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
         + "\n\nRun `fruitlens COMMAND --help` for the flags of each command.",
     )
     parser.add_argument("--version", action="version", version=f"fruitlens {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=OneLineParser
     )
@@ -108,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _summary(document: dict[str, Any]) -> str:
     from fruitlens.outputs import report
+
+    return report.summary(document)
+
+
+def _report_summary(document: dict[str, Any]) -> str:
+    from fruitlens.commands import report
 
     return report.summary(document)
 
@@ -148,6 +158,7 @@ HANDLERS: dict[str, Callable[[config.Config], int]] = {
     config.SANITIZE: _command("sanitize", "sanitize_command", _json),
     config.ERASE: _command("erase", "erase_command", _json),
     config.RETENTION: _command("retention", "retention_command", _json),
+    config.REPORT: _command("report", "report_command", _report_summary),
     config.JARS: _jars,
 }
 
@@ -158,15 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra:  # said by the subcommand's parser, so that the line names the command
         subcommands = next(a for a in parser._actions if a.dest == "command").choices
         subcommands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("py4j").setLevel(logging.WARNING)  # one INFO line per gateway call
-    redact.install()  # no credential, token or presigned URL ever reaches a log line
     if args.command == SUBMIT:
         # Its flags describe a Kubernetes submission, not the job: they are not Config settings.
+        console.configure_logging(console.QUIET)
+        redact.install()
         return submit.run_submit(args)
     flags: dict[str, Any] = vars(args)
     try:
@@ -174,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Local outputs (Python's writes; Hadoop's follow spark.hadoop.fs.permissions.umask-mode)
         # are readable by the owner only unless --umask says otherwise.
         os.umask(cfg.umask_bits)
+        console.configure_logging(cfg.verbose)
+        redact.install()  # no credential, token or presigned URL ever reaches a log line
         return HANDLERS[args.command](cfg)
     except errors.UsageError as exc:
         print(redact.redact(f"fruitlens {args.command}: error: {exc}"), file=sys.stderr)

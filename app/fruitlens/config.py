@@ -47,14 +47,20 @@ ERASE = "erase"
 RETENTION = "retention"
 SUBMIT = "submit"
 JARS = "jars"
+REPORT = "report"
 
 SPARK_COMMANDS = (RUN, TRAIN, EVALUATE, PREDICT, ERASE)
-S3_COMMANDS = (RUN, TRAIN, EVALUATE, PREDICT, SANITIZE, ERASE, RETENTION)
+S3_COMMANDS = (RUN, TRAIN, EVALUATE, PREDICT, SANITIZE, ERASE, RETENTION, REPORT)
 FEATURIZING_COMMANDS = (RUN, PREDICT)
 WRITING_COMMANDS = (RUN, TRAIN, EVALUATE, PREDICT, SANITIZE, ERASE)
 
 # S3 bucket naming rules (lowercase letters, digits, dots and hyphens; 3 to 63 characters).
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# Commands that write report.html (run and evaluate with their outputs, report on its own).
+REPORTING_COMMANDS = (RUN, EVALUATE, REPORT)
+CONFIG_COMMANDS = (RUN, TRAIN, EVALUATE, PREDICT, SANITIZE, ERASE, RETENTION, JARS, REPORT)
+# Presigned report URLs: a person opens them now; longer-lived links are shared secrets.
+MAX_URL_EXPIRY_S = 3600
 
 
 class ConfigError(UsageError, ValueError):
@@ -86,9 +92,17 @@ class Config:
     )
     output: str | None = setting(
         None,
-        "Where results go: a local folder or s3a://bucket/prefix. Example: s3a://fruits/runs/2026-11-25",
-        (RUN, TRAIN, EVALUATE, PREDICT, SANITIZE, ERASE),
+        "Where results go: a local folder or s3a://bucket/prefix (for `report`: where the "
+        "page goes; default the run's own folder). Example: s3a://fruits/runs/2026-11-25",
+        (RUN, TRAIN, EVALUATE, PREDICT, SANITIZE, ERASE, REPORT),
         uri=True,
+    )
+    runs: list[str] = setting(
+        [],
+        "The run(s) to show: one output folder of `fruitlens run` (local or s3a), or two to "
+        "compare side by side. Example: fruitlens report s3a://fruits/runs/r1 s3a://fruits/runs/r2",
+        (REPORT,),
+        positional=True,
     )
     features: str | None = setting(
         None,
@@ -231,6 +245,35 @@ class Config:
         "Draw the PNG plots (explained variance, PCA scatter, confusion matrix). "
         "Example: --no-plots",
         (RUN, EVALUATE),
+    )
+    # --- what a person sees -----------------------------------------------------------------
+    verbose: int = setting(
+        0,
+        "Show the chatter of the parts: -v adds fruitlens's debug lines and Spark's and "
+        "TensorFlow's warnings, -v -v everything (Spark INFO and its console progress bar, "
+        "every library's debug lines). "
+        "Example: -v -v",
+        CONFIG_COMMANDS,
+        count=True,
+        short="-v",
+    )
+    progress_interval: float = setting(
+        10.0,
+        "Seconds between featurization progress lines when the output is not a terminal "
+        "(CI, kubectl logs); a terminal redraws one line in place. Example: --progress-interval 30",
+        FEATURIZING_COMMANDS,
+    )
+    report_thumbnails: bool = setting(
+        False,
+        "Put thumbnails of misclassified Test images in report.html (photos may be personal "
+        "data: see docs/GDPR.md); off by default. Example: --report-thumbnails",
+        REPORTING_COMMANDS,
+    )
+    report_url_expiry: int = setting(
+        900,
+        f"Seconds a presigned report URL stays valid (S3 runs; at most {MAX_URL_EXPIRY_S}). "
+        "Example: --report-url-expiry 300",
+        (REPORT,),
     )
     # --- Spark ------------------------------------------------------------------------------
     master: str | None = setting(
@@ -396,6 +439,16 @@ class Config:
         if self.pca_k is not None and self.pca_max_k < self.pca_k:
             # pca_max_k bounds the automatic choice only; an explicit k above it is a typo.
             raise ConfigError(f"--pca-k {self.pca_k} is above --pca-max-k {self.pca_max_k}")
+        if not 0 < self.pca_variance <= 1:
+            raise ConfigError("--pca-variance must be in (0, 1]")
+        if self.test_fraction is not None and not 0 < self.test_fraction < 1:
+            raise ConfigError("--test-fraction must be in (0, 1)")
+        if self.image_size is not None and self.image_size < 32:
+            raise ConfigError("--image-size must be at least 32 (VGG16 pools five times)")
+        if not 0 < self.report_url_expiry <= MAX_URL_EXPIRY_S:
+            raise ConfigError(f"--report-url-expiry must be in 1..{MAX_URL_EXPIRY_S} seconds")
+        if self.progress_interval <= 0:
+            raise ConfigError("--progress-interval must be more than 0 seconds")
         for item in self.spark_conf:
             if "=" not in item or not item.partition("=")[0].strip():
                 raise ConfigError(f"--spark-conf {item!r} is not KEY=VALUE")
@@ -494,6 +547,14 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     for f in fields_for(command):
         kind = hints[f.name]
         help_text = f"{f.metadata['help']} [env {env_name(f.name)}]"
+        if f.metadata.get("positional"):
+            metavar = f.name.upper().rstrip("S")
+            parser.add_argument(f.name, nargs="*", metavar=metavar, help=help_text)
+            continue
+        if f.metadata.get("count"):
+            names = [f.metadata["short"], flag_name(f.name)]
+            parser.add_argument(*names, action="count", default=None, help=help_text)
+            continue
         if kind is bool:
             parser.add_argument(
                 flag_name(f.name),
@@ -599,7 +660,9 @@ def build_config(
     values: dict[str, Any] = {}
     for f in fields_for(command):
         kind = hints[f.name]
-        for source in (flags.get(f.name), environ.get(env_name(f.name)), from_file.get(f.name)):
+        # An absent positional parses as []: it leaves the setting to the next source.
+        flag = flags.get(f.name) if flags.get(f.name) != [] else None
+        for source in (flag, environ.get(env_name(f.name)), from_file.get(f.name)):
             if source is not None:
                 values[f.name] = _coerce(f.name, kind, source)
                 break

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from fruitlens import jars, paths
+from fruitlens import console, jars, paths
 from fruitlens.config import Config
 
 if TYPE_CHECKING:
@@ -61,7 +61,6 @@ TUNING = {
     "spark.sql.execution.arrow.maxRecordsPerBatch": "256",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.python.worker.reuse": "true",
-    "spark.ui.showConsoleProgress": "true",
     "spark.sql.session.timeZone": "UTC",
 }
 
@@ -115,11 +114,14 @@ def s3a_settings(config: Config) -> dict[str, str]:
 def spark_settings(config: Config) -> dict[str, str]:
     settings = {
         **TUNING,
+        **console.spark_settings(config.verbose),
         **s3a_settings(config),
         # Hadoop sets each file's mode itself (0644 by default), whatever the process umask.
         "spark.hadoop.fs.permissions.umask-mode": config.umask,
     }
     if not launched_by_spark_submit():
+        # The JVM starts with fruitlens's log4j2 file: no banner, no WARN lines by default.
+        settings["spark.driver.extraJavaOptions"] = console.java_options(config.verbose)
         settings["spark.jars"] = ",".join(str(jar) for jar in jars.ensure_jars(config.jars_dir))
         # A fixed bound: the job streams (20 000 images pass in it, `make chaos`), and without
         # one the JVM's heap grows toward a quarter of the machine with the work it is given.
@@ -151,8 +153,6 @@ def start_session(config: Config, app_name: str = "fruitlens") -> SparkSession:
         # Workers must run the driver's interpreter (the venv), not whatever python3 is on PATH;
         # pyspark reads only the environment variable for this, not spark.pyspark.python.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        # TensorFlow's start-up banners would bury Spark's progress bar; errors still show.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     existing = SparkConf()  # under spark-submit this already holds the submitted settings
     builder = SparkSession.builder.appName(app_name)
     master = config.master or (None if launched_by_spark_submit() else "local[*]")
@@ -167,5 +167,7 @@ def start_session(config: Config, app_name: str = "fruitlens") -> SparkSession:
         if key in explicit or not existing.contains(key):
             builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
+    # Under spark-submit the JVM was started with the image's log4j2 set-up: the level is
+    # applied from here on (a local JVM already has it).
+    spark.sparkContext.setLogLevel(console.LOG4J_LEVELS[console.level(config.verbose)].upper())
     return spark

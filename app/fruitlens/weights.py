@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fruitlens import checksum, paths
+from fruitlens import checksum, console, paths
 from fruitlens.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ def build_vgg16(image_size: int, bf16: bool = False) -> Any:
     float32 and load from the same file; oneDNN runs the convolutions on AMX or AVX512_BF16).
     keras.applications takes no dtype, so the global policy is set for this build only.
     """
+    console.quiet_tensorflow()
     import keras
     from keras.applications import VGG16
 

@@ -30,7 +30,7 @@ from fruitlens import paths
 from fruitlens.commands.preflight import read_run_document
 from fruitlens.config import Config
 from fruitlens.errors import UsageError
-from fruitlens.outputs import erasure, names
+from fruitlens.outputs import erasure, names, report_page
 from fruitlens.outputs.commit import OutputCommit, dataset_location, resolve_stored
 from fruitlens.outputs.storage import Storage
 
@@ -125,6 +125,7 @@ def erase_command(config: Config) -> dict[str, Any]:
             # must recompute them rather than keep them as they are.
             document.pop("fingerprint", None)
             document["output"] = output  # a copied run now names itself
+            report_page.recommit_after_erasure(document, commit, storage)
             commit.finish(document, [])
 
     deleted = sum(storage.delete_object(uri) for uri in sorted(sources))

@@ -12,7 +12,7 @@ from pyspark.sql import DataFrame
 from fruitlens import session
 from fruitlens.commands.preflight import require_features_run, require_model, require_output
 from fruitlens.config import Config
-from fruitlens.outputs import names
+from fruitlens.outputs import names, report_page
 from fruitlens.outputs.commit import OutputCommit
 from fruitlens.outputs.report import RunReport
 from fruitlens.outputs.storage import Storage
@@ -62,5 +62,8 @@ def evaluate_command(config: Config) -> dict[str, Any]:
     report.sections["classifier"] = {
         key: scores[key] for key in ("accuracy", "macro_f1", "top3_accuracy", "images")
     }
-    produced = [names.EVALUATION_JSON, names.PREDICTIONS] + ([names.PLOTS] if config.plots else [])
-    return commit.finish(report.to_dict(), produced)
+    produced = [names.EVALUATION_JSON, names.PREDICTIONS, names.REPORT_HTML]
+    produced += [names.PLOTS] if config.plots else []
+    document = report.to_dict()
+    report_page.commit_run_page(document, commit, storage, config)
+    return commit.finish(document, produced)

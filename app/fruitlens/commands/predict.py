@@ -13,6 +13,7 @@ from fruitlens.commands.preflight import (
     require_model,
     require_output,
     require_precision,
+    warn_hidden,
 )
 from fruitlens.config import Config
 from fruitlens.errors import UsageError
@@ -37,6 +38,7 @@ def predict_command(config: Config) -> dict[str, Any]:
         )
     resolved = weights.resolve(config.weights, storage.download)
     classify.check_compatible(card, resolved.sha256, card.image_size)
+    warn_hidden(config, listing)
     report = RunReport("predict", config)
     commit = OutputCommit.begin(output, storage)
     # The model is read through s3a, so only once the session has the jars and settings.

@@ -73,6 +73,11 @@ def list_input(config: Config, storage: Storage) -> InputListing:
         if refusal is None:
             listing.classes.setdefault(split, set()).add(str(label))
             listing.labelled[split] += 1
+    return listing
+
+
+def warn_hidden(config: Config, listing: InputListing) -> None:
+    """Said once every check has passed: a refused run's error stays its one line."""
     if listing.hidden:
         log.warning(
             "%d files under %s are skipped by the listing: %s",
@@ -80,7 +85,6 @@ def list_input(config: Config, storage: Storage) -> InputListing:
             config.input,
             listing.describe_hidden()["why"],
         )
-    return listing
 
 
 def require_trainable(config: Config, listing: InputListing) -> None:

@@ -17,11 +17,12 @@ from fruitlens.commands.preflight import (
     require_output,
     require_precision,
     require_trainable,
+    warn_hidden,
 )
 from fruitlens.commands.train import train_and_save
 from fruitlens.config import Config
 from fruitlens.errors import UsageError
-from fruitlens.outputs import names
+from fruitlens.outputs import names, report_page
 from fruitlens.outputs.commit import OutputCommit
 from fruitlens.outputs.report import RunReport, run_fingerprint
 from fruitlens.outputs.storage import Storage
@@ -37,6 +38,7 @@ def run_command(config: Config) -> dict[str, Any]:
     require_trainable(config, listing)
     output = require_output(config, storage)
     require_precision(config)
+    warn_hidden(config, listing)
     resolved = weights.resolve(config.weights, storage.download)
     report = RunReport("run", config)
     # Cleans what a failed run left; datasets go to new versions until run.json commits them.
@@ -98,12 +100,15 @@ def run_command(config: Config) -> dict[str, Any]:
             drawn = plots.pca_plots(projected, reduction, target_variance, config.seed)
             for name, png in drawn.items():
                 commit.put_bytes(name, png, "image/png")
-    produced = [names.FEATURES, names.PCA, names.REJECTED, names.CLIENT_CSV]
+    produced = [names.FEATURES, names.PCA, names.REJECTED, names.CLIENT_CSV, names.REPORT_HTML]
     produced += [names.PLOTS] if config.plots else []
     if report.sections["classifier"].get("trained"):
         produced += [names.PREDICTIONS, names.MODEL_JSON, names.EVALUATION_JSON]
+    document = report.to_dict()
+    with report.stage("report"):
+        report_page.commit_run_page(document, commit, storage, config)
     # run.json last, in one PUT: the commit point; then the replaced versions are deleted.
-    return commit.finish(report.to_dict(), produced)
+    return commit.finish(document, produced)
 
 
 def keep_committed_run(

@@ -271,6 +271,13 @@ class OutputCommit:
         self.put_file(name, local, "text/csv; charset=utf-8")
         return rows
 
+    def pending(self, name: str) -> bytes | None:
+        """A single object this commit will put, as bytes (None if it puts no such object)."""
+        for pending_name, data, _ in self._pending:
+            if pending_name == name:
+                return data.read_bytes() if isinstance(data, Path) else data
+        return None
+
     def finish(self, document: dict[str, Any], produced: list[str]) -> dict[str, Any]:
         """Put the single objects, then the manifest (the commit), then drop what it replaced.
 

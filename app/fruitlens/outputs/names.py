@@ -16,6 +16,10 @@ CLIENT_CSV = "resultats_pca.csv"
 PREDICTIONS_CSV = "predictions.csv"
 EVALUATION_JSON = "evaluation.json"
 MODEL_JSON = "model.json"
+# The run's page (outputs/report_html.py), committed with the other single files.
+REPORT_HTML = "report.html"
+# `fruitlens report RUN RUN2 --output DIR` writes this page; it belongs to no run.
+COMPARISON_HTML = "comparison.html"
 # The manifests: run.json commits a run (and evaluate, predict, erase); train.json a model.
 RUN_JSON = "run.json"
 TRAIN_JSON = "train.json"
@@ -38,4 +42,4 @@ CSV_FILES = (CLIENT_CSV, PREDICTIONS_CSV)
 VERSIONED = (*DATASETS, MODEL, TRAINING_IDS)
 # Names a run writes as single objects (each one PUT); removed when left by a run that never
 # committed (no manifest names them). erasure-log.jsonl and anything else are never touched.
-SINGLE_OUTPUTS = (CLIENT_CSV, PREDICTIONS_CSV, EVALUATION_JSON, PLOTS, MODEL_JSON)
+SINGLE_OUTPUTS = (CLIENT_CSV, PREDICTIONS_CSV, EVALUATION_JSON, PLOTS, MODEL_JSON, REPORT_HTML)

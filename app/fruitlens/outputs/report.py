@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import fruitlens
 from fruitlens import checksum, paths, weights
 from fruitlens.config import Config
+from fruitlens.outputs.names import REPORT_HTML
 
 if TYPE_CHECKING:
     from fruitlens.pipeline.featurize import Featurized
@@ -225,4 +226,7 @@ def summary(document: dict[str, Any]) -> str:
     total = sum(document.get("timings_s", {}).values())
     lines.append(f"  time       {total:.1f} s in stages")
     lines.append(f"  outputs    {document.get('output')}")
+    page = (document.get("outputs") or {}).get(REPORT_HTML)
+    if page:
+        lines.append(f"  report     {page}")
     return "\n".join(lines)

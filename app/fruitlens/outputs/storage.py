@@ -211,6 +211,19 @@ class Storage:
         location = S3Location.parse(uri)
         return self.s3.get_object(Bucket=location.bucket, Key=location.key)["Body"].read()
 
+    def presigned_url(self, uri: str, expires_in_s: int, content_type: str) -> str:
+        """A time-limited GET link to one private object (the object itself stays private)."""
+        location = S3Location.parse(uri)
+        return self.s3.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": location.bucket,
+                "Key": location.key,
+                "ResponseContentType": content_type,
+            },
+            ExpiresIn=expires_in_s,
+        )
+
     def download(self, uri: str, destination: Path) -> Path:
         destination.parent.mkdir(parents=True, exist_ok=True)
         if paths.is_s3(uri):

@@ -22,11 +22,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pyspark import Accumulator
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
 
-from fruitlens import checksum, weights
+from fruitlens import checksum, console, progress, weights
 from fruitlens.config import Config
 from fruitlens.errors import Failure
 from fruitlens.outputs import names
@@ -180,6 +181,7 @@ def worker_model(spec: FeaturizerSpec) -> WorkerModel:
 
 
 def _build_model(spec: FeaturizerSpec) -> WorkerModel:
+    console.quiet_tensorflow()
     import tensorflow as tf
     from pyspark import SparkFiles
 
@@ -277,23 +279,31 @@ def featurize_batch(
     )
 
 
-def featurizer_udf(spec: FeaturizerSpec) -> Callable[..., Column]:
+def featurizer_udf(spec: FeaturizerSpec, counter: Accumulator[int] | None) -> Callable[..., Column]:
+    """`counter`, if given, is added the number of files of every batch done (progress.py)."""
+
     @F.pandas_udf(FEATURIZED)  # type: ignore[call-overload]
     def featurize(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
         for contents, refusals in batches:
             yield featurize_batch(contents, refusals, spec, lambda: worker_model(spec))
+            if counter is not None:
+                counter.add(len(contents))
 
     return featurize
 
 
 def featurize_images(
-    named: DataFrame, spec: FeaturizerSpec, require_label: bool = True
+    named: DataFrame,
+    spec: FeaturizerSpec,
+    require_label: bool = True,
+    counter: Accumulator[int] | None = None,
 ) -> DataFrame:
     """Named images (see images.with_names) -> one row per file with features or a reason.
 
-    Training data needs a class folder per image; new images to predict do not.
+    Training data needs a class folder per image; new images to predict do not. `counter`
+    counts the files featurized, for the progress line.
     """
-    featurize = featurizer_udf(spec)
+    featurize = featurizer_udf(spec, counter)
     refusal = F.col("refusal") if require_label else F.lit(None).cast("string")
     result = featurize(F.col("content"), refusal).alias("out")
     with_output = named.select(
@@ -356,11 +366,14 @@ def featurize_input(
     image_size: int | None,
     require_label: bool,
     stored: DataFrame | None = None,
-) -> tuple[DataFrame, FeaturizerSpec]:
-    """Read, name and featurize every file under --input; the result is cached for reuse.
+    counter: Accumulator[int] | None = None,
+) -> tuple[DataFrame, FeaturizerSpec, int]:
+    """Read, name and featurize every file under --input (cached for reuse), and how many files
+    the listing holds (known before any image is read: the progress line's total).
 
     `stored` (image_id, features) are features of an earlier run made with the same weights and
-    size: images whose content id is among them are not featurized again.
+    size: images whose content id is among them are not featurized again. `counter` counts the
+    files the network has gone through.
     """
     files = images.read_binary_files(spark, str(config.input))
     readable = images.within_size_limit(files, config.max_file_bytes)
@@ -377,17 +390,21 @@ def featurize_input(
         precision=config.precision,
     )
     if stored is None:
-        computed = featurize_images(named, spec, require_label)
+        computed = featurize_images(named, spec, require_label, counter)
     else:
-        computed = reuse_stored_features(named, stored, spec, require_label)
+        computed = reuse_stored_features(named, stored, spec, require_label, counter)
     every_file = computed.unionByName(
         images.unscanned_files(spark, files), allowMissingColumns=True
     ).unionByName(images.oversized_files(files, config.max_file_bytes), allowMissingColumns=True)
-    return images.as_written(every_file, config).persist(), spec
+    return images.as_written(every_file, config).persist(), spec, len(files.inputFiles())
 
 
 def reuse_stored_features(
-    named: DataFrame, stored: DataFrame, spec: FeaturizerSpec, require_label: bool
+    named: DataFrame,
+    stored: DataFrame,
+    spec: FeaturizerSpec,
+    require_label: bool,
+    counter: Accumulator[int] | None = None,
 ) -> DataFrame:
     """Stored features for known content ids, the network only for the new images."""
     marked = named.join(
@@ -414,7 +431,8 @@ def reuse_stored_features(
         )
     )
     new = marked.where(~reusable).drop("stored")
-    return featurize_images(new, spec, require_label).unionByName(known, allowMissingColumns=True)
+    computed = featurize_images(new, spec, require_label, counter)
+    return computed.unionByName(known, allowMissingColumns=True)
 
 
 def stored_features(
@@ -508,9 +526,24 @@ def featurize_and_count(
     require_label: bool = True,
     stored: DataFrame | None = None,
 ) -> Featurized:
-    """Every file under --input accounted for: listed = processed + rejected, or a Failure."""
-    featurized, spec = featurize_input(spark, config, resolved, image_size, require_label, stored)
-    counts, workers = count_outcomes(featurized)
+    """Every file under --input accounted for: listed = processed + rejected, or a Failure.
+
+    While the images go through the network, a progress line shows how far it has got.
+    """
+    counter = spark.sparkContext.accumulator(0)
+    featurized, spec, listed = featurize_input(
+        spark, config, resolved, image_size, require_label, stored, counter
+    )
+    line = progress.Progress(
+        "featurize",
+        listed,
+        done=lambda: counter.value,
+        tasks=lambda: progress.stage_tasks(spark.sparkContext),
+        interval_s=config.progress_interval,
+    )
+    with line:
+        counts, workers = count_outcomes(featurized)  # the first action: every image goes through
+        line.finish(counts["listed"])
     digest = images.inputs_digest(featurized)
     if counts["listed"] != counts["processed"] + counts["rejected"]:
         raise Failure(f"image accounting broken: {counts}")
