@@ -140,6 +140,7 @@ def test_fresh_output_keeps_the_plain_names(first_run: Path):
         "features",
         "pca",
         "rejected",
+        "report.html",
         "resultats_pca.csv",
         "run.json",
     ]
@@ -188,7 +189,7 @@ def test_killed_run_leaves_the_previous_output_and_the_rerun_leaves_no_trace(
     outputs = run_json(output)["outputs"]
     assert {name: outputs[name] for name in DATASETS} == {name: f"{name}@2" for name in DATASETS}
     assert sorted(p.name for p in output.iterdir()) == sorted(
-        ["run.json", "resultats_pca.csv", *(f"{name}@2" for name in DATASETS)]
+        ["run.json", "report.html", "resultats_pca.csv", *(f"{name}@2" for name in DATASETS)]
     )
     assert no_debris(output) == []
     # 3. same input twice: identical rows (ids, paths, labels, features; PCA to 1e-9).
@@ -281,8 +282,12 @@ def test_an_input_that_is_a_single_file_is_refused_before_spark(tmp_path: Path):
 
 
 def test_an_output_left_by_a_failed_fresh_run_needs_overwrite(tmp_path: Path):
+    source = tmp_path / "in"
+    for index, label in enumerate("AABB"):  # enough to pass every check made before the output's
+        (source / label).mkdir(parents=True, exist_ok=True)
+        (source / label / f"{index}.jpg").write_bytes(rgb_jpeg((60 * index, 90, 30)))
     output = tmp_path / "o"
     (output / "features" / "_temporary").mkdir(parents=True)
-    result = run_cli("run", "--input", str(tmp_path), "--output", str(output), *TINY_FLAGS)
+    result = run_cli("run", "--input", str(source), "--output", str(output), *TINY_FLAGS)
     assert result.code == 2
     assert "no run.json" in result.stderr and "--overwrite" in result.stderr
