@@ -227,6 +227,7 @@ def summary(document: dict[str, Any]) -> str:
     lines.append(f"  time       {total:.1f} s in stages")
     lines.append(f"  outputs    {document.get('output')}")
     page = (document.get("outputs") or {}).get(REPORT_HTML)
-    if page:
-        lines.append(f"  report     {page}")
+    if page:  # run.json names it relative to the run; a person wants where it is
+        output = document.get("output")
+        lines.append(f"  report     {paths.join(str(output), page) if output else page}")
     return "\n".join(lines)
