@@ -225,7 +225,8 @@ def test_missing_and_corrupt_models_are_one_line_errors(features_run: Path, tmp_
         "--weights",
         "seeded:0",
     )
-    assert broken.code == 2 and "not a readable Spark ML model" in broken.stderr
+    # The files no longer match model.json's digest: refused before Spark reads them.
+    assert broken.code == 2 and "differs from the digest" in broken.stderr
     (corrupt / "model.json").write_text("{not json")
     garbled = run_cli(
         "predict",
