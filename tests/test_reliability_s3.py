@@ -178,6 +178,7 @@ def test_throttling_then_lost_s3_then_recovery(s3_server: S3Server, bucket: str,
     assert {name: outputs[name] for name in DATASETS} == {name: f"{name}@2" for name in DATASETS}
     assert top_level(client, bucket, run) == {
         "run.json",
+        "report.html",
         "resultats_pca.csv",
         *(f"{name}@2" for name in DATASETS),
     }
