@@ -271,6 +271,11 @@ def test_report_on_s3_prints_a_short_presigned_url_and_keeps_objects_private(
 def test_the_summary_ends_with_where_the_report_is():
     from fruitlens.outputs import report
 
-    document = {**run_document(), "outputs": {"report.html": "s3a://fruits/runs/r1/report.html"}}
+    # run.json names it relative to the run; the summary says where it is.
+    document = {
+        **run_document(),
+        "output": "s3a://fruits/runs/r1",
+        "outputs": {"report.html": "report.html"},
+    }
     lines = report.summary(document).splitlines()
     assert lines[-1] == "  report     s3a://fruits/runs/r1/report.html"
