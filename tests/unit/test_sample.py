@@ -22,7 +22,7 @@ import pytest
 from fruitlens import sample
 from fruitlens.sample import GITHUB_RAW_PREFIX, SampleFetchError, SampleFile
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, rows, run_cli
-from images import rgb_jpeg
+from support.cli import run_cli
+from support.frames import rows
+from support.images import rgb_jpeg
+from support.paths import REPO
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -208,7 +210,7 @@ def test_a_killed_python_worker_is_retried_and_changes_nothing(
 ):
     marker = tmp_path / "worker-killed"
     output = tmp_path / "out"
-    faults_dir = str(REPO / "tests" / "faults")
+    faults_dir = str(REPO / "tests" / "support" / "faults")
     result = run_cli(
         "run",
         "--input",
@@ -263,31 +265,3 @@ def test_a_folder_link_that_is_no_loop_is_followed(first_run: Path):
         "rejected": 0,
         "rejected_by_reason": {},
     }
-
-
-def test_a_symlink_loop_is_refused_before_spark(tmp_path: Path):
-    root = tmp_path / "in"
-    (root / "Loop" / "Inner").mkdir(parents=True)
-    (root / "Loop" / "real.jpg").write_bytes(rgb_jpeg())
-    (root / "Loop" / "Inner" / "back").symlink_to(root / "Loop", target_is_directory=True)
-    result = run_cli("run", "--input", str(root), "--output", str(tmp_path / "o"), *TINY_FLAGS)
-    assert result.code == 2
-    assert "symbolic link loop" in result.stderr and "Inner/back" in result.stderr
-    assert "Traceback" not in result.stderr and not (tmp_path / "o").exists()
-
-
-def test_an_input_that_is_a_single_file_is_refused_before_spark(tmp_path: Path):
-    single = tmp_path / "one.jpg"
-    single.write_bytes(rgb_jpeg())
-    result = run_cli("run", "--input", str(single), "--output", str(tmp_path / "o"), *TINY_FLAGS)
-    assert result.code == 2
-    assert "is empty or is not a folder" in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "o").exists()
-
-
-def test_an_output_left_by_a_failed_fresh_run_needs_overwrite(tmp_path: Path):
-    output = tmp_path / "o"
-    (output / "features" / "_temporary").mkdir(parents=True)
-    result = run_cli("run", "--input", str(tmp_path), "--output", str(output), *TINY_FLAGS)
-    assert result.code == 2
-    assert "no run.json" in result.stderr and "--overwrite" in result.stderr

@@ -19,7 +19,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from deploy.harness import (
+from support.deploy.harness import (
     CHART,
     K8S,
     ROOT,
@@ -30,7 +30,7 @@ from deploy.harness import (
     render_kustomize,
     strict_crd_schema,
 )
-from deploy.pods import spark_pods
+from support.deploy.pods import spark_pods
 
 KUBE_VERSION = "1.35.0"  # the kind node image's (and the eksctl cluster's) minor
 # checkov lives in its own venv (`make checkov`): its pinned dependencies clash with ours.
@@ -192,7 +192,9 @@ def _secret_hits(text: str) -> list[str]:
 
 def test_no_aws_key_anywhere() -> None:
     # The deployment's own files (other documents belong to other concerns and tests).
-    sources = [p for base in (CHART, K8S, ROOT / "tests" / "deploy") for p in base.rglob("*")]
+    sources = [
+        p for base in (CHART, K8S, ROOT / "tests" / "support" / "deploy") for p in base.rglob("*")
+    ]
     sources += [ROOT / "docs" / "DEPLOY.md", ROOT / "mk" / "k8s.mk"]
     package = ROOT / "app" / "fruitlens"
     sources += [package / "sparkapp.py", package / "commands" / "submit.py"]
@@ -358,22 +360,3 @@ def test_kind_cluster_config() -> None:
     assert cluster["kind"] == "Cluster" and cluster["apiVersion"] == "kind.x-k8s.io/v1alpha4"
     assert {n["image"] for n in cluster["nodes"]} == {"kindest/node:v1.35.0"}
     assert KUBE_VERSION.rsplit(".", 1)[0] in cluster["nodes"][0]["image"]
-
-
-def test_yamllint_k8s_tree_and_values() -> None:
-    config = "{extends: relaxed, rules: {line-length: {max: 140}}}"
-    proc = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "yamllint"),
-            "-s",
-            "-d",
-            config,
-            str(K8S),
-            *map(str, sorted(CHART.glob("values*.yaml"))),
-            str(CHART / "Chart.yaml"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, S3Server, run_cli
 from fruitlens import errors, redact
 from fruitlens.commands import retention
-from gdpr_scan import FAKE_CREDENTIALS, FAKE_KEY, FAKE_SECRET, FAKE_TOKEN
-from images import gps_exif_jpeg
+from support.cli import invoke
+from support.gdpr_scan import FAKE_CREDENTIALS, FAKE_KEY, FAKE_SECRET, FAKE_TOKEN
+from support.images import gps_exif_jpeg
+from support.paths import REPO
+from support.s3 import S3Server
 
 
 # --- redaction ----------------------------------------------------------------------------------
@@ -61,7 +63,7 @@ def test_debug_logs_of_a_real_s3_session_hold_no_credential(s3_server: S3Server,
     """botocore at DEBUG prints request headers (Authorization, X-Amz-Security-Token)."""
     bucket = s3_server.make_bucket(f"redact-{uuid.uuid4().hex[:8]}")
     s3_server.client().put_object(Bucket=bucket, Key="incoming/Apple/gps.jpg", Body=gps_exif_jpeg())
-    result = run_cli(
+    result = invoke(
         "-v",
         "sanitize",
         "--input",
@@ -86,13 +88,13 @@ COMMANDS = {
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_non_eu_region_is_refused(command):
-    result = run_cli(command, *COMMANDS[command], "--region", "us-east-1")
+    result = invoke(command, *COMMANDS[command], "--region", "us-east-1")
     assert result.code == 2 and "outside the EU" in result.stderr
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_plain_http_to_a_remote_endpoint_is_refused(command):
-    result = run_cli(command, *COMMANDS[command], "--s3-endpoint", "http://10.20.30.40:9000")
+    result = invoke(command, *COMMANDS[command], "--s3-endpoint", "http://10.20.30.40:9000")
     assert result.code == 2 and "plain http" in result.stderr
 
 
@@ -100,7 +102,7 @@ def test_plain_http_to_a_remote_endpoint_is_refused(command):
 def test_loopback_endpoint_and_recorded_non_eu_reason(s3_server: S3Server, tmp_path):
     bucket = s3_server.make_bucket(f"resid-{uuid.uuid4().hex[:8]}")
     s3_server.client().put_object(Bucket=bucket, Key="incoming/Apple/gps.jpg", Body=gps_exif_jpeg())
-    result = run_cli(
+    result = invoke(
         "sanitize",
         "--input",
         f"s3a://{bucket}/incoming",
@@ -150,7 +152,7 @@ def test_retention_sets_the_lifecycle_rule_and_keeps_other_rules(s3_server: S3Se
         Bucket=bucket, LifecycleConfiguration={"Rules": [foreign, stale]}
     )
     env = {"FRUITLENS_S3_ENDPOINT": s3_server.endpoint}
-    result = run_cli(
+    result = invoke(
         "retention",
         "--bucket",
         bucket,
@@ -176,7 +178,7 @@ def test_retention_sets_the_lifecycle_rule_and_keeps_other_rules(s3_server: S3Se
 
 
 def test_retention_refuses_bad_input(tmp_path: Path):
-    assert "--days" in run_cli("retention", "--bucket", "b").stderr
+    assert "--days" in invoke("retention", "--bucket", "b").stderr
     with pytest.raises(errors.UsageError):
         retention.lifecycle_rules([""], 30)
     with pytest.raises(errors.UsageError):

@@ -18,8 +18,10 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from deploy.apiserver import ApiServer
-from deploy.harness import (
+from fruitlens import sparkapp
+from fruitlens.commands import submit
+from support.deploy.apiserver import ApiServer
+from support.deploy.harness import (
     K8S,
     VARIANTS,
     all_renders,
@@ -29,9 +31,7 @@ from deploy.harness import (
     run,
     tool,
 )
-from deploy.pods import spark_pods
-from fruitlens import sparkapp
-from fruitlens.commands import submit
+from support.deploy.pods import spark_pods
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import S3Server, copy_slice, run_cli
+from support.cli import invoke
+from support.paths import copy_slice
+from support.s3 import S3Server
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.s3]
 
@@ -33,7 +35,7 @@ def labelled(fruits360: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def features_run(labelled: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("features") / "run"
-    result = run_cli(
+    result = invoke(
         "run",
         "--input",
         str(labelled),
@@ -56,7 +58,7 @@ def bucket(s3_server: S3Server) -> str:
 @pytest.fixture(scope="module")
 def s3_model(s3_server: S3Server, bucket: str, features_run: Path) -> str:
     uri = f"s3a://{bucket}/models/v1"
-    result = run_cli(
+    result = invoke(
         "train",
         "--features",
         str(features_run),
@@ -122,7 +124,7 @@ def test_evaluate_writes_metrics_and_a_readable_heat_map(
     s3_server: S3Server, s3_model: str, features_run: Path, tmp_path: Path
 ):
     output = tmp_path / "eval"
-    result = run_cli(
+    result = invoke(
         "evaluate",
         "--model",
         s3_model,
@@ -151,7 +153,7 @@ def test_predict_round_trip_through_s3(
         key = f"incoming/photo-{index}.jpg"  # new images: no class folders
         client.upload_file(str(path), bucket, key)
         truth[f"s3a://{bucket}/{key}"] = path.parent.name
-    result = run_cli(
+    result = invoke(
         "predict",
         "--model",
         s3_model,
@@ -179,7 +181,7 @@ def test_predict_refuses_features_from_other_weights(
     s3_server: S3Server, bucket: str, s3_model: str, tmp_path: Path
 ):
     def predict(*flags: str):
-        return run_cli(
+        return invoke(
             "predict", "--model", s3_model, "--input", f"s3a://{bucket}/incoming",
             "--output", str(tmp_path / "p"), *flags,
             env={"FRUITLENS_S3_ENDPOINT": s3_server.endpoint},
@@ -197,7 +199,7 @@ def test_missing_and_corrupt_models_are_one_line_errors(features_run: Path, tmp_
     images = tmp_path / "new"
     images.mkdir()
     shutil.copyfile(next((features_run / "plots").glob("*.png")), images / "x.png")
-    missing = run_cli(
+    missing = invoke(
         "predict",
         "--model",
         str(tmp_path / "no-model"),
@@ -214,7 +216,7 @@ def test_missing_and_corrupt_models_are_one_line_errors(features_run: Path, tmp_
     shutil.copyfile(features_run / "model.json", corrupt / "model.json")
     for stage in (corrupt / "model" / "stages").iterdir():
         shutil.rmtree(stage / "metadata")
-    broken = run_cli(
+    broken = invoke(
         "predict",
         "--model",
         str(corrupt),
@@ -227,7 +229,7 @@ def test_missing_and_corrupt_models_are_one_line_errors(features_run: Path, tmp_
     )
     assert broken.code == 2 and "not a readable Spark ML model" in broken.stderr
     (corrupt / "model.json").write_text("{not json")
-    garbled = run_cli(
+    garbled = invoke(
         "predict",
         "--model",
         str(corrupt),
@@ -243,8 +245,6 @@ def test_missing_and_corrupt_models_are_one_line_errors(features_run: Path, tmp_
 
 def test_empty_features_input_is_a_one_line_error(tmp_path: Path):
     (tmp_path / "empty").mkdir()
-    result = run_cli(
-        "train", "--features", str(tmp_path / "empty"), "--output", str(tmp_path / "m")
-    )
+    result = invoke("train", "--features", str(tmp_path / "empty"), "--output", str(tmp_path / "m"))
     assert result.code == 2 and "run.json" in result.stderr
     assert result.stderr.strip().count("\n") == 0

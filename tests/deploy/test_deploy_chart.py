@@ -13,7 +13,9 @@ import pyspark
 import pytest
 import yaml
 
-from deploy.harness import (
+from fruitlens import config as fl_config
+from fruitlens import session
+from support.deploy.harness import (
     CHART,
     ROLE_ANNOTATION,
     ROOT,
@@ -26,8 +28,6 @@ from deploy.harness import (
     run,
     tool,
 )
-from fruitlens import config as fl_config
-from fruitlens import session
 
 
 @pytest.fixture(scope="module", params=sorted(VARIANTS))

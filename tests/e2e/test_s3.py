@@ -14,7 +14,8 @@ import uuid
 import pandas as pd
 import pytest
 
-from conftest import S3Server, run_cli
+from support.cli import run_cli
+from support.s3 import S3Server
 
 pytestmark = [pytest.mark.s3, pytest.mark.spark, pytest.mark.slow]
 
@@ -110,21 +111,6 @@ def test_non_empty_output_prefix_is_refused(s3_server: S3Server, bucket: str, s3
         env=s3_env(s3_server),
     )
     assert result.code == 2 and "--overwrite" in result.stderr and "log4j" not in result.stderr
-
-
-def test_missing_or_empty_input_prefix_is_refused(s3_server: S3Server, bucket: str):
-    for prefix in ("nothing-here", "raw/fruits 360/Training/No Such Class"):
-        result = run_cli(
-            "run",
-            "--input",
-            f"s3a://{bucket}/{prefix}",
-            "--output",
-            f"s3a://{bucket}/runs/x",
-            "--weights",
-            "seeded:0",
-            env=s3_env(s3_server),
-        )
-        assert result.code == 2 and "does not exist" in result.stderr, result.stderr
 
 
 def test_weights_file_from_s3a(

@@ -22,8 +22,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, S3Server, free_port, rows, run_cli
-from faults.s3proxy import S3FaultProxy
+from support.faults.s3proxy import S3FaultProxy
+from support.frames import rows
+from support.paths import REPO
+from support.s3 import S3Server, free_port
 
 pytestmark = [pytest.mark.s3, pytest.mark.spark, pytest.mark.slow]
 
@@ -193,20 +195,3 @@ def test_throttling_then_lost_s3_then_recovery(s3_server: S3Server, bucket: str,
     assert rows(second["pca"].drop(columns="pca")) == rows(first["pca"].drop(columns="pca"))
     for left, right in zip(first["pca"]["pca"], second["pca"]["pca"], strict=True):
         assert np.allclose(left["values"], right["values"], rtol=0, atol=1e-9)
-
-
-def test_a_prefix_with_no_object_is_refused_before_spark(s3_server: S3Server, bucket: str):
-    env = {"FRUITLENS_S3_ENDPOINT": s3_server.endpoint}
-    for prefix in ("nothing-here", "hollow"):  # no key at all; only a "folder/" marker
-        result = run_cli(
-            "run",
-            "--input",
-            f"s3a://{bucket}/{prefix}",
-            "--output",
-            f"s3a://{bucket}/runs/{prefix}",
-            *TINY_FLAGS,
-            env=env,
-        )
-        assert result.code == 2, result.stderr[-2000:]
-        assert f"input s3a://{bucket}/{prefix}" in result.stderr
-        assert "Traceback" not in result.stderr

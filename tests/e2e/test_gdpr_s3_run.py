@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CliResult, S3Server, copy_slice, run_cli
-from gdpr_scan import (
+from support.cli import CliResult, run_cli
+from support.gdpr_scan import (
     FAKE_CREDENTIALS,
     IMAGE_METADATA,
     SPARK_FLAGS,
@@ -25,7 +25,9 @@ from gdpr_scan import (
     parquet_rows,
     s3_objects,
 )
-from images import gps_exif_jpeg
+from support.images import gps_exif_jpeg
+from support.paths import copy_slice
+from support.s3 import S3Server
 
 pytestmark = [pytest.mark.s3, pytest.mark.spark, pytest.mark.slow]
 

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from deploy.harness import CHART, one, render_chart, tool
 from fruitlens import cli, sparkapp
 from fruitlens.commands import submit
+from support.deploy.harness import CHART, one, render_chart, tool
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -1,6 +1,6 @@
 """The one jar lock: it fits the installed pyspark, and fetching honours its checksums.
 
-Maven Central is stood in for by conftest's file_server, a folder served over HTTP on loopback
+Maven Central is stood in for by the file_server fixture, a folder served over HTTP on loopback
 and laid out as a Maven repository; the jars are small files whose sha256 the test lock pins.
 """
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy.harness import (
+from support.deploy.harness import (
     K8S,
     OVERLAYS,
     ROLE_ANNOTATION,

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from conftest import REPO, run_cli
 from fruitlens import cli, config
+from support.cli import invoke
+from support.paths import REPO
 
 
 def build(command: str = "run", environ: dict[str, str] | None = None, **flags: object):
@@ -89,16 +90,16 @@ def test_every_flag_of_every_command_has_an_example():
 
 
 def test_help_runs_for_every_command():
-    result = run_cli("--help")
+    result = invoke("--help")
     assert result.code == 0 and "fruitlens run" in result.stdout
     for command in ("run", "train", "evaluate", "predict", "jars"):
-        result = run_cli(command, "--help")
+        result = invoke(command, "--help")
         assert result.code == 0, result.stderr
         assert "Example:" in result.stdout
 
 
 def test_bad_region_stops_the_cli_with_one_line(tmp_path):
-    result = run_cli(
+    result = invoke(
         "run", "--input", str(tmp_path), "--output", str(tmp_path / "o"), "--region", "us-east-1"
     )
     assert result.code == 2

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from fruitlens.pipeline import decode
-from images import bad_inputs, encode, rgb_jpeg
+from support.images import bad_inputs, encode, rgb_jpeg
 
 CASES = {path: case for path, case in bad_inputs().items() if "/" in path}
 

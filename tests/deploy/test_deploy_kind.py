@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from deploy.harness import ROOT, have_docker_engine, tools_bin
+from support.deploy.harness import ROOT, have_docker_engine, tools_bin
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import S3Server, run_cli
-from gdpr_scan import IMAGE_METADATA, SPARK_FLAGS, holders, local_objects, parquet_rows
-from images import gps_exif_jpeg
+from support.cli import invoke
+from support.gdpr_scan import IMAGE_METADATA, SPARK_FLAGS, holders, local_objects, parquet_rows
+from support.images import gps_exif_jpeg
+from support.s3 import S3Server
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -29,7 +30,7 @@ def local_run(fruits360: Path, s3_server: S3Server, tmp_path_factory) -> tuple[P
     gps.write_bytes(gps_exif_jpeg())
     # A custom endpoint makes run.json's audit skip the AWS identity call (no network here).
     env = {"FRUITLENS_S3_ENDPOINT": s3_server.endpoint}
-    result = run_cli(
+    result = invoke(
         "run",
         "--input",
         str(source),
@@ -60,7 +61,7 @@ def test_erase_by_local_path(local_run):
     out, gps, env = local_run
     before = {name: len(parquet_rows(local_objects(out), name)) for name in ("features", "pca")}
     assert "fingerprint" in json.loads((out / "run.json").read_text())
-    result = run_cli("erase", "--output", str(out), "--path", str(gps), *SPARK_FLAGS, env=env)
+    result = invoke("erase", "--output", str(out), "--path", str(gps), *SPARK_FLAGS, env=env)
     assert result.code == 0, result.stderr[-4000:]
     report = json.loads(result.stdout)
     assert report["rows_erased"]["features"] == 1 and report["rows_erased"]["pca"] == 1

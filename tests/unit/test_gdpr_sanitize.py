@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from conftest import S3Server, run_cli
 from fruitlens.outputs import names
 from fruitlens.pipeline import metadata
-from images import encode, gps_exif_jpeg
+from support.cli import invoke
+from support.images import encode, gps_exif_jpeg
+from support.s3 import S3Server
 
 # What gps_exif_jpeg() and the other fixtures below hide in their metadata.
 SECRETS = (b"Jeanne Grower", b"SERIAL-4242-XYZ", b"Exif\x00\x00", b"ICC_PROFILE", b"GPSInfo\x00")
@@ -141,7 +142,7 @@ def make_tree(root: Path) -> dict[str, bytes]:
 
 def test_sanitize_cli_on_local_folders(tmp_path):
     files = make_tree(tmp_path / "in")
-    result = run_cli("sanitize", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"))
+    result = invoke("sanitize", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"))
     assert result.code == 0, result.stderr[-3000:]
     totals = json.loads(result.stdout)["totals"]
     assert totals["written"] == 4 and totals["sanitized"] == 3 and totals["converted"] == 1
@@ -174,7 +175,7 @@ def test_sanitize_cli_on_local_folders(tmp_path):
 
 def test_output_inside_input_is_refused(tmp_path):
     make_tree(tmp_path / "in")
-    result = run_cli(
+    result = invoke(
         "sanitize", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "in" / "clean")
     )
     assert result.code == 2 and "inside" in result.stderr
@@ -185,7 +186,7 @@ def test_sanitize_on_s3_encrypts_and_pseudonymizes(s3_server: S3Server, tmp_path
     bucket = s3_server.make_bucket(f"sanitize-{uuid.uuid4().hex[:8]}")
     make_tree(tmp_path / "in")
     s3_server.upload_tree(tmp_path / "in", bucket, "incoming")
-    result = run_cli(
+    result = invoke(
         "sanitize",
         "--input",
         f"s3a://{bucket}/incoming",
