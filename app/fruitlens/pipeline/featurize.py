@@ -129,14 +129,22 @@ def featurize_batch(
     )
 
 
-def featurizer_udf(spec: FeaturizerSpec) -> Callable[..., Column]:
+Forward = Callable[[np.ndarray], np.ndarray]
+
+
+def featurizer_udf(
+    spec: FeaturizerSpec, model_for: Callable[[FeaturizerSpec], Forward] = worker_model
+) -> Callable[..., Column]:
+    """`model_for` gives a worker its network for `spec`: VGG16 by default; the stage tests pass
+    a small deterministic function, so everything but the network runs as in the job."""
+
     @F.pandas_udf(FEATURIZED)  # type: ignore[call-overload]
     def featurize(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
         # The model is looked up (and on a worker's first use, built) only when a batch has
         # decodable images: tasks with nothing new to featurize (--incremental re-runs, empty
         # or all-rejected partitions) then never import TensorFlow nor build VGG16.
         def forward(batch: np.ndarray) -> np.ndarray:
-            return worker_model(spec)(batch)
+            return model_for(spec)(batch)
 
         for contents, has_label in batches:
             yield featurize_batch(contents, has_label, spec, forward)
@@ -145,13 +153,16 @@ def featurizer_udf(spec: FeaturizerSpec) -> Callable[..., Column]:
 
 
 def featurize_images(
-    named: DataFrame, spec: FeaturizerSpec, require_label: bool = True
+    named: DataFrame,
+    spec: FeaturizerSpec,
+    require_label: bool = True,
+    model_for: Callable[[FeaturizerSpec], Forward] = worker_model,
 ) -> DataFrame:
     """Named images (see images.with_names) -> one row per file with features or a reason.
 
     Training data needs a class folder per image; new images to predict do not.
     """
-    featurize = featurizer_udf(spec)
+    featurize = featurizer_udf(spec, model_for)
     usable = F.col("label").isNotNull() if require_label else F.lit(True)
     result = featurize(F.col("content"), usable).alias("out")
     with_output = named.select(
@@ -244,7 +255,11 @@ def featurize_input(
 
 
 def reuse_stored_features(
-    named: DataFrame, stored: DataFrame, spec: FeaturizerSpec, require_label: bool
+    named: DataFrame,
+    stored: DataFrame,
+    spec: FeaturizerSpec,
+    require_label: bool,
+    model_for: Callable[[FeaturizerSpec], Forward] = worker_model,
 ) -> DataFrame:
     """Stored features for known content ids, the network only for the new images."""
     marked = named.join(
@@ -271,7 +286,9 @@ def reuse_stored_features(
         )
     )
     new = marked.where(~reusable).drop("stored")
-    return featurize_images(new, spec, require_label).unionByName(known, allowMissingColumns=True)
+    return featurize_images(new, spec, require_label, model_for).unionByName(
+        known, allowMissingColumns=True
+    )
 
 
 def stored_features(
