@@ -199,47 +199,31 @@ def test_missing_and_corrupt_models_are_one_line_errors(features_run: Path, tmp_
     images = tmp_path / "new"
     images.mkdir()
     shutil.copyfile(next((features_run / "plots").glob("*.png")), images / "x.png")
-    missing = invoke(
-        "predict",
-        "--model",
-        str(tmp_path / "no-model"),
-        "--input",
-        str(images),
-        "--output",
-        str(tmp_path / "o1"),
-        "--weights",
-        "seeded:0",
-    )
+
+    def predict(model: Path, output: str):
+        return invoke(
+            "predict",
+            "--model",
+            str(model),
+            "--input",
+            str(images),
+            "--output",
+            str(tmp_path / output),
+            "--weights",
+            "seeded:0",
+        )
+
+    missing = predict(tmp_path / "no-model", "o1")
     assert missing.code == 2 and "does not exist" in missing.stderr
     corrupt = tmp_path / "corrupt-model"
     shutil.copytree(features_run / "model", corrupt / "model")
     shutil.copyfile(features_run / "model.json", corrupt / "model.json")
     for stage in (corrupt / "model" / "stages").iterdir():
         shutil.rmtree(stage / "metadata")
-    broken = invoke(
-        "predict",
-        "--model",
-        str(corrupt),
-        "--input",
-        str(images),
-        "--output",
-        str(tmp_path / "o2"),
-        "--weights",
-        "seeded:0",
-    )
+    broken = predict(corrupt, "o2")
     assert broken.code == 2 and "not a readable Spark ML model" in broken.stderr
     (corrupt / "model.json").write_text("{not json")
-    garbled = invoke(
-        "predict",
-        "--model",
-        str(corrupt),
-        "--input",
-        str(images),
-        "--output",
-        str(tmp_path / "o3"),
-        "--weights",
-        "seeded:0",
-    )
+    garbled = predict(corrupt, "o3")
     assert garbled.code == 2 and "corrupt" in garbled.stderr
 
 

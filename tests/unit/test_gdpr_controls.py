@@ -58,20 +58,24 @@ def test_filter_redacts_arguments_and_tracebacks(monkeypatch, caplog):
     assert FAKE_KEY not in text and FAKE_TOKEN not in text
 
 
+def sanitize_incoming(
+    s3_server: S3Server, bucket: str, output: str, *flags: str, env: dict | None = None
+):
+    """`fruitlens sanitize` of the bucket's incoming/ prefix (a GPS-tagged photo) to `output`."""
+    s3_server.client().put_object(Bucket=bucket, Key="incoming/Apple/gps.jpg", Body=gps_exif_jpeg())
+    arguments = ["sanitize", "--input", f"s3a://{bucket}/incoming", "--output", output]
+    if flags and flags[0] == "-v":  # a global flag: before the command
+        arguments, flags = ["-v", *arguments], flags[1:]
+    return invoke(
+        *arguments, *flags, env={"FRUITLENS_S3_ENDPOINT": s3_server.endpoint, **(env or {})}
+    )
+
+
 @pytest.mark.s3
 def test_debug_logs_of_a_real_s3_session_hold_no_credential(s3_server: S3Server, tmp_path):
     """botocore at DEBUG prints request headers (Authorization, X-Amz-Security-Token)."""
     bucket = s3_server.make_bucket(f"redact-{uuid.uuid4().hex[:8]}")
-    s3_server.client().put_object(Bucket=bucket, Key="incoming/Apple/gps.jpg", Body=gps_exif_jpeg())
-    result = invoke(
-        "-v",
-        "sanitize",
-        "--input",
-        f"s3a://{bucket}/incoming",
-        "--output",
-        f"s3a://{bucket}/raw",
-        env={"FRUITLENS_S3_ENDPOINT": s3_server.endpoint, **FAKE_CREDENTIALS},
-    )
+    result = sanitize_incoming(s3_server, bucket, f"s3a://{bucket}/raw", "-v", env=FAKE_CREDENTIALS)
     assert result.code == 0, result.stderr[-3000:]
     assert "botocore" in result.stderr and redact.MASK in result.stderr  # it did log requests
     for secret in (FAKE_KEY, FAKE_SECRET, FAKE_TOKEN):
@@ -101,18 +105,14 @@ def test_plain_http_to_a_remote_endpoint_is_refused(command):
 @pytest.mark.s3
 def test_loopback_endpoint_and_recorded_non_eu_reason(s3_server: S3Server, tmp_path):
     bucket = s3_server.make_bucket(f"resid-{uuid.uuid4().hex[:8]}")
-    s3_server.client().put_object(Bucket=bucket, Key="incoming/Apple/gps.jpg", Body=gps_exif_jpeg())
-    result = invoke(
-        "sanitize",
-        "--input",
-        f"s3a://{bucket}/incoming",
-        "--output",
+    result = sanitize_incoming(
+        s3_server,
+        bucket,
         str(tmp_path / "clean"),
         "--region",
         "us-east-1",
         "--allow-non-eu-region",
         "DPA ticket 42",
-        env={"FRUITLENS_S3_ENDPOINT": s3_server.endpoint},
     )
     assert result.code == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "clean" / "_sanitize_report.json").read_text())
