@@ -22,7 +22,7 @@ from support.fakes import FEATURE_DIM, pooled_model_for
 from support.images import bad_inputs, rgb_jpeg, write_tree
 
 SPEC = featurize.FeaturizerSpec("unused.h5", "0" * 64, 100, 16, 10**6, 1)
-COLOURS = {"Apple Red": (200, 30, 30), "Banana": (230, 220, 40), "Lime": (40, 200, 40)}
+COLOURS = {"Apple Red": (200, 30, 30), "Banana": (230, 220, 40), "Lime": (60, 200, 40)}
 
 
 def fruit_tree(root: Path, per_split: dict[str, int]) -> Path:
@@ -32,10 +32,10 @@ def fruit_tree(root: Path, per_split: dict[str, int]) -> Path:
             folder = root / split / label
             folder.mkdir(parents=True)
             for i in range(count):
-                # Every file distinct (content ids are unique), each class one colour family.
-                shade = (
-                    (r - 3 * i, g + 2 * i, b + i) if split == "Training" else (r, g - i - 1, b + 5)
-                )
+                # Each class one colour family, every file distinct bytes (unique content ids):
+                # steps of 4+ levels survive JPEG's quantisation.
+                step = 8 * i + (4 if split == "Test" else 0)
+                shade = (r - step, g - step, b + step // 2)
                 (folder / f"{i}.jpg").write_bytes(rgb_jpeg(shade))
     return root
 
