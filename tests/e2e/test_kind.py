@@ -1,5 +1,5 @@
-"""The whole path on a kind cluster (image, Spark Operator 2.5.2, moto S3, the job): runs only
-where a Docker engine and kind exist, as `make kind-e2e` does."""
+"""End to end on a real cluster: the whole path on a kind cluster (image, Spark Operator 2.5.2,
+moto S3, the job); runs only where a Docker engine and kind exist, as `make kind-e2e` does."""
 
 from __future__ import annotations
 
