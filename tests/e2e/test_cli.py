@@ -38,7 +38,7 @@ def test_make_run_on_a_slice_commits_a_run_and_prints_its_summary(
     images = document["images"]
     assert images["listed"] == 6 * 12 and images["processed"] + images["rejected"] == 72
     assert document["classifier"]["trained"] is True
-    assert str(output) in completed.stdout and "accuracy" in completed.stdout
+    assert "fruitlens run finished" in completed.stdout and "accuracy" in completed.stdout
 
 
 def test_help_exits_0_and_wrong_usage_exits_2_with_one_line_before_spark(tmp_path: Path):
