@@ -3,7 +3,7 @@
 # into the cluster's containerd:
 #   fruitlens       docker/Dockerfile as users build it, FROM the stand-in Spark base
 #                   (docker/standin/build-base.sh), with seeded VGG16 weights served from
-#                   loopback in place of the ImageNet download (as tests/test_image.py does)
+#                   loopback in place of the ImageNet download (as tests/deploy/test_image.py does)
 #   spark-operator  the operator binary on the same base (upstream builds it FROM apache/spark)
 #   pause           the sandbox image, from Kubernetes' pause.c
 #
@@ -16,7 +16,7 @@ source "$(dirname "$0")/lib.sh"
 
 IMAGE_CACHE=${IMAGE_CACHE:-$CACHE/image}
 WEIGHTS_NAME=vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5
-# Shared with tests/test_image.py: one seeded weights file per cache.
+# Shared with tests/deploy/test_image.py: one seeded weights file per cache.
 WEIGHTS=$IMAGE_CACHE/test/$WEIGHTS_NAME
 
 # This machine reaches PyPI and Maven Central through a TLS proxy whose CA only the host trusts:

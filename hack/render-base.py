@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Write k8s/base/ from the Helm chart, so `kubectl apply -k` and `helm install` deploy the same
-objects. The chart is the one definition; tests/test_deploy_kustomize.py fails when base/ drifts.
+objects. The chart is the one definition; tests/deploy/test_deploy_kustomize.py fails when base/
+drifts.
 
     python3 hack/render-base.py [--check] [--helm PATH]
 """

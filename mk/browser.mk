@@ -1,4 +1,4 @@
-# Headless Chromium for the report's browser test (tests/test_report_browser.py): Debian's
+# Headless Chromium for the report's browser test (tests/e2e/test_report_browser.py): Debian's
 # package, installed once by `make test` (a no-op when it is already there).
 CHROMIUM_PACKAGE ?= chromium
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)

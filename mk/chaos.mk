@@ -4,7 +4,7 @@
 # of the whole process tree is recorded. Report: bench/results/chaos.json.
 # CHAOS_ARGS="--images 2000" gives a quick smoke run; "--keep --workdir /tmp/x" keeps the data.
 # The fault tests (S3 throttling/outage, killed runs and workers, hostile names) are in
-# tests/test_reliability_*.py and run with `make test`.
+# tests/e2e/test_reliability_*.py and run with `make test`.
 CHAOS_ARGS ?=
 
 .PHONY: chaos

@@ -1,5 +1,5 @@
 # `make e2e`: the SparkApplication end to end on a single-node Kubernetes built here (issue 11).
-# Machinery in hack/ (one script per concern), the runs in tests/e2e/. Needs root (containerd,
+# Machinery in hack/ (one script per concern), the runs in tests/e2e/test_cluster.py. Needs root (containerd,
 # kubelet, bridges) and about 9 GiB of memory free while the three runs go.
 #   make e2e              apt, Go builds, images, cluster, operator, S3, the runs; then teardown
 #   make e2e E2E_KEEP=1   leave the cluster up afterwards to look inside (docs/DEPLOY.md)
@@ -33,4 +33,4 @@ e2e: venv e2e-images ## end to end on a local single-node cluster: helm, kustomi
 	hack/s3.sh up $(BIN)/python; \
 	source hack/lib.sh; \
 	FRUITLENS_E2E=1 FRUITLENS_E2E_S3=http://$$NODE_IP:5000 \
-	  $(BIN)/python -m pytest -v tests/e2e $(E2E_PYTEST_ARGS)
+	  $(BIN)/python -m pytest -v tests/e2e/test_cluster.py $(E2E_PYTEST_ARGS)

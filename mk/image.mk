@@ -49,7 +49,7 @@ image-standin-base: image-tools ## debootstrap a local stand-in for apache/spark
 
 image-test: venv image-standin-base ## build docker/Dockerfile with podman and run it (slow)
 	FRUITLENS_IMAGE_TEST=1 STANDIN_IMAGE=$(STANDIN_IMAGE) IMAGE_CACHE=$(IMAGE_CACHE) \
-	  $(BIN)/pytest -v tests/test_image.py $(IMAGE_TEST_ARGS)
+	  $(BIN)/pytest -v tests/deploy/test_image.py $(IMAGE_TEST_ARGS)
 
 $(IMAGE_TOOLS_VENV)/bin/uv:
 	$(PYTHON) -m venv $(IMAGE_TOOLS_VENV)

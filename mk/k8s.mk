@@ -17,7 +17,7 @@ KIND_E2E_TIMEOUT ?= 1800
 CHECKOV_VERSION ?= 3.3.30
 CHECKOV_VENV := $(FRUITLENS_CACHE)/tools/checkov-$(CHECKOV_VERSION)
 export FRUITLENS_CHECKOV := $(CHECKOV_VENV)/bin/checkov
-# `make test` runs tests/test_deploy_*.py, which need these tools (a no-op once they are cached).
+# `make test` runs tests/deploy, which need these tools (a no-op once they are cached).
 TEST_TOOLS += k8s-tools checkov
 
 .PHONY: checkov k8s-tools k8s-check k8s-base kind-up kind-load kind-e2e kind-down helm-install
@@ -32,7 +32,7 @@ $(FRUITLENS_CHECKOV):
 	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
 
 k8s-check: venv k8s-tools checkov ## lint and validate the chart, kustomize overlays and policies
-	$(BIN)/pytest tests/test_deploy_*.py $(PYTEST_ARGS)
+	$(BIN)/pytest tests/deploy $(PYTEST_ARGS)
 
 k8s-base: k8s-tools ## regenerate k8s/base from the Helm chart
 	$(PYTHON) hack/render-base.py
@@ -64,5 +64,5 @@ kind-e2e: ## end to end on kind: image, cluster, moto S3, submit, check the comm
 	kubectl apply -k k8s/kind/s3-server; kubectl apply -k k8s/overlays/kind; \
 	kubectl -n $(K8S_NAMESPACE) rollout status deployment/s3 --timeout=300s; \
 	mkdir -p out/kind; kustomize build k8s/overlays/kind > out/kind/manifests.yaml; \
-	$(BIN)/python tests/deploy/kind_e2e.py --namespace $(K8S_NAMESPACE) --manifest out/kind/manifests.yaml \
+	$(BIN)/python tests/support/deploy/kind_e2e.py --namespace $(K8S_NAMESPACE) --manifest out/kind/manifests.yaml \
 	  --dataset "$(FRUITLENS_DATASET)" --timeout $(KIND_E2E_TIMEOUT)

@@ -1,34 +1,28 @@
-"""Shared fixtures: a real S3 server on loopback, Fruits-360 slices, seeded weights, a CLI runner.
+"""Fixtures only (helpers live in tests/support/): the Fruits-360 slices, a real S3 server on
+loopback, seeded weights, and ONE in-process Spark session for the whole test process.
 
 Nothing here is a mock: the S3 server is moto's standalone HTTP server, spoken to by s3a (Java)
-and boto3 over TCP; Spark and TensorFlow are the real ones.
+and boto3 over TCP; Spark and TensorFlow are the real ones. Every fixture that changes the
+environment puts it back.
 """
 
 from __future__ import annotations
 
-import io
-import os
 import shutil
-import socket
-import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from support import s3
+from support.http import FileServer
+from support.net import free_port
+from support.paths import copy_slice, dataset_root
+
 if TYPE_CHECKING:
-    import pandas as pd
-
-REPO = Path(__file__).resolve().parents[1]
-REGION = "eu-west-3"
-
-
-def dataset_root() -> Path:
-    default = REPO.parent / "shared" / "datasets" / "fruits360"
-    return Path(os.environ.get("FRUITLENS_DATASET", default))
+    from pyspark.sql import SparkSession
 
 
 @pytest.fixture(scope="session")
@@ -42,43 +36,15 @@ def fruits360() -> Path:
     return root
 
 
-def copy_slice(
-    source: Path, target: Path, per_class: dict[str, int], classes: int | None = None
-) -> Path:
-    """Copy the first N images of each class of each split (sorted, so the slice is stable)."""
-    for split, count in per_class.items():
-        class_dirs = sorted(p for p in (source / split).iterdir() if p.is_dir())
-        for class_dir in class_dirs[:classes]:
-            destination = target / split / class_dir.name
-            destination.mkdir(parents=True, exist_ok=True)
-            for image in sorted(class_dir.iterdir())[:count]:
-                shutil.copyfile(image, destination / image.name)
-    return target
-
-
 @pytest.fixture(scope="session")
 def small_slice(fruits360: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """6 classes x (8 Training + 4 Test) images: enough for every stage, fast to featurize."""
     return copy_slice(fruits360, tmp_path_factory.mktemp("slice"), {"Training": 8, "Test": 4}, 6)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@dataclass
-class FileServer:
-    """A folder served over plain HTTP on loopback, standing in for Maven Central or GitHub."""
-
-    root: Path
-    url: str
-    requested: list[str]  # the path of every GET, in order
-
-
 @pytest.fixture
 def file_server(tmp_path: Path) -> Iterator[FileServer]:
+    """A folder served over plain HTTP on loopback, standing in for Maven Central or GitHub."""
     import functools
     import threading
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -102,69 +68,20 @@ def file_server(tmp_path: Path) -> Iterator[FileServer]:
         server.server_close()
 
 
-@dataclass
-class S3Server:
-    endpoint: str
-    process: subprocess.Popen[bytes]
-
-    def client(self):
-        import boto3
-        from botocore.config import Config
-
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            region_name=REGION,
-            config=Config(s3={"addressing_style": "path"}),
-        )
-
-    def make_bucket(self, name: str) -> str:
-        self.client().create_bucket(
-            Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION}
-        )
-        return name
-
-    def upload_tree(self, folder: Path, bucket: str, prefix: str) -> int:
-        client = self.client()
-        count = 0
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                key = f"{prefix}/{path.relative_to(folder).as_posix()}"
-                client.upload_file(str(path), bucket, key)
-                count += 1
-        return count
-
-
-def start_moto(port: int) -> subprocess.Popen[bytes]:
-    """moto's standalone server in its own process, so a test can stop and restart it."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    import time
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return process
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"moto server did not start on port {port}")
+@pytest.fixture(scope="session")
+def s3_environment() -> Iterator[None]:
+    """The client settings for moto, for the whole session; the previous values come back."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in s3.CLIENT_ENVIRONMENT.items():
+            patch.setenv(key, value)
+        yield
 
 
 @pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    # The standard credential chain reads these; moto accepts any key. They are not secrets.
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    os.environ["AWS_REGION"] = REGION
-    os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
-    os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
-    port = free_port()
-    process = start_moto(port)
-    yield S3Server(f"http://127.0.0.1:{port}", process)
+def s3_server(s3_environment: None) -> Iterator[s3.S3Server]:
+    process = s3.start_moto(free_port())
+    port = process.args[-1]
+    yield s3.S3Server(f"http://127.0.0.1:{port}", process)
     process.terminate()
     process.wait(timeout=10)
 
@@ -180,45 +97,43 @@ def seeded_weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
-@dataclass
-class CliResult:
-    code: int
-    stdout: str
-    stderr: str
+@pytest.fixture(scope="session")
+def spark(s3_server: s3.S3Server) -> Iterator[SparkSession]:
+    """One local[1] session per test process, as Spark's own test suites keep one.
+
+    It is built by fruitlens.session from a Config, so its jars, s3a and committer settings are
+    the job's own, with the endpoint of the session's S3 server. Commands called in this process
+    get this session back from start_session (getOrCreate), so they never start a second JVM.
+    """
+    from fruitlens import session
+    from fruitlens.config import Config
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
+        # start_session sets these defaults for its workers; the fixture owns them and undoes.
+        patch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+        patch.setenv("PYSPARK_PYTHON", sys.executable)
+        # As Spark's own test sessions: few shuffle partitions for tiny data, no progress bar
+        # in the captured output. Everything else is the job's, the UI included: a test checks
+        # that it listens on loopback only.
+        test_only = [
+            "spark.sql.shuffle.partitions=2",
+            "spark.ui.showConsoleProgress=false",
+        ]
+        config = Config(
+            master="local[1]", s3_endpoint=s3_server.endpoint, spark_conf=test_only
+        ).validate()
+        started = session.start_session(config, "fruitlens-tests")
+        yield started
+        started.stop()
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 900) -> CliResult:
-    """The installed console script in a subprocess, exactly as a user runs it."""
-    command = [sys.executable, "-m", "fruitlens", *args]
-    completed = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        cwd=REPO,
-    )
-    return CliResult(completed.returncode, completed.stdout, completed.stderr)
+TIERS = ("unit", "spark", "e2e", "deploy")
 
 
-def jpeg_bytes(
-    colour: tuple[int, int, int] = (200, 30, 30), size: int = 64, **save: object
-) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (size, size), colour).save(buffer, format="JPEG", **save)
-    return buffer.getvalue()
-
-
-def rows(frame: pd.DataFrame) -> list[tuple]:
-    """A dataset's rows as plain tuples (ML vectors as tuples of floats), for exact equality."""
-
-    def plain(value):
-        if isinstance(value, dict):
-            return tuple((key, plain(item)) for key, item in sorted(value.items()))
-        if hasattr(value, "tolist"):
-            return tuple(value.tolist()) if hasattr(value, "__len__") else value.tolist()
-        return value
-
-    return [tuple(plain(value) for value in row) for row in frame.itertuples(index=False)]
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test carries its tier's marker, taken from its folder: `-m unit`, `-m "not e2e"`."""
+    for item in items:
+        tier = item.path.parent.name
+        if tier in TIERS:
+            item.add_marker(tier)

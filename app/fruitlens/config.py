@@ -666,4 +666,18 @@ def build_config(
             if source is not None:
                 values[f.name] = _coerce(f.name, kind, source)
                 break
+        if f.metadata.get("uri") and isinstance(values.get(f.name), str):
+            values[f.name] = absolute_if_local(values[f.name])
     return Config(**values).validate()
+
+
+def absolute_if_local(uri: str) -> str:
+    """A relative local path made absolute against this process's working directory.
+
+    Spark resolves a relative path against the JVM's working directory and Python against its
+    own: they differ when the session was started elsewhere (a notebook, a caller that changed
+    directory). Resolved once here, both read and write the same folder. URIs stay as given.
+    """
+    if "://" in uri or uri.startswith("file:"):
+        return uri
+    return os.path.abspath(uri)

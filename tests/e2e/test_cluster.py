@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from conftest import dataset_root
-from e2e.cluster import (
+from fruitlens import sparkapp
+from support.cluster import (
     APP,
     BUCKET,
     EVENT_LOGS,
@@ -36,8 +36,8 @@ from e2e.cluster import (
     s3_client,
     wait_completed,
 )
-from fruitlens import sparkapp
-from images import bad_inputs
+from support.images import bad_inputs
+from support.paths import dataset_root
 
 pytestmark = [
     pytest.mark.slow,

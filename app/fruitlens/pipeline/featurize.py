@@ -279,13 +279,20 @@ def featurize_batch(
     )
 
 
-def featurizer_udf(spec: FeaturizerSpec, counter: Accumulator[int] | None) -> Callable[..., Column]:
-    """`counter`, if given, is added the number of files of every batch done (progress.py)."""
+ModelFor = Callable[[FeaturizerSpec], WorkerModel]
+
+
+def featurizer_udf(
+    spec: FeaturizerSpec, counter: Accumulator[int] | None, model_for: ModelFor = worker_model
+) -> Callable[..., Column]:
+    """`counter`, if given, is added the number of files of every batch done (progress.py).
+    `model_for` gives a worker its network for `spec`: VGG16 by default; the stage tests pass a
+    small deterministic stand-in, so everything but the network runs as in the job."""
 
     @F.pandas_udf(FEATURIZED)  # type: ignore[call-overload]
     def featurize(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
         for contents, refusals in batches:
-            yield featurize_batch(contents, refusals, spec, lambda: worker_model(spec))
+            yield featurize_batch(contents, refusals, spec, lambda: model_for(spec))
             if counter is not None:
                 counter.add(len(contents))
 
@@ -297,13 +304,14 @@ def featurize_images(
     spec: FeaturizerSpec,
     require_label: bool = True,
     counter: Accumulator[int] | None = None,
+    model_for: ModelFor = worker_model,
 ) -> DataFrame:
     """Named images (see images.with_names) -> one row per file with features or a reason.
 
     Training data needs a class folder per image; new images to predict do not. `counter`
     counts the files featurized, for the progress line.
     """
-    featurize = featurizer_udf(spec, counter)
+    featurize = featurizer_udf(spec, counter, model_for)
     refusal = F.col("refusal") if require_label else F.lit(None).cast("string")
     result = featurize(F.col("content"), refusal).alias("out")
     with_output = named.select(
@@ -405,6 +413,7 @@ def reuse_stored_features(
     spec: FeaturizerSpec,
     require_label: bool,
     counter: Accumulator[int] | None = None,
+    model_for: ModelFor = worker_model,
 ) -> DataFrame:
     """Stored features for known content ids, the network only for the new images."""
     marked = named.join(
@@ -431,7 +440,7 @@ def reuse_stored_features(
         )
     )
     new = marked.where(~reusable).drop("stored")
-    computed = featurize_images(new, spec, require_label, counter)
+    computed = featurize_images(new, spec, require_label, counter, model_for)
     return computed.unionByName(known, allowMissingColumns=True)
 
 

@@ -1,1 +1,0 @@
-"""Helpers of the deployment tests (tests/test_deploy_*.py): tool paths, rendering, API server."""

@@ -1,1 +1,0 @@
-"""End-to-end runs on the local cluster (`make e2e`)."""

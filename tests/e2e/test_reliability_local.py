@@ -1,0 +1,263 @@
+"""Issue 7 on local folders: committed outputs, a killed run, a killed worker, hostile input.
+
+Tiny inputs (3 classes x 4 images, flat, no classifier) keep each run short; `make chaos`
+(mk/chaos.mk) does the same at 20 000+ images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from support.cli import run_cli
+from support.frames import rows
+from support.images import rgb_jpeg
+from support.paths import REPO
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+TINY_FLAGS = ["--weights", "seeded:0", "--pca-k", "2", "--no-plots", "--master", "local[2]"]
+DATASETS = ("features", "pca", "rejected")
+
+
+# --- hostile input ---------------------------------------------------------------------------
+HOSTILE_NAMES = {
+    'Quotes/it\'s "ripe".jpg': (10, 20, 30),
+    "Quotes/back\\slash,comma;semi.jpg": (11, 21, 31),
+    "New Lines/line\nbreak.jpg": (20, 30, 40),
+    "Ünïcödé 🍎/pêche ß 桃.jpg": (30, 40, 50),
+    "Long/" + "x" * 240 + ".jpg": (40, 50, 60),
+}
+# A 1 200-character path nests below its class folder: rejected as too_deep (the class rule),
+# never labelled with its parent folder's name.
+DEEP = "/".join(["Deep"] + ["d" * 200] * 6) + "/deep.jpg"
+
+
+@pytest.fixture(scope="module")
+def tiny_input(fruits360: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 classes x 4 Training images, flat (<Class>/<file>): featurize + PCA, no classifier;
+    plus hostile names and a folder link (no extra Spark run for them)."""
+    root = tmp_path_factory.mktemp("tiny") / "in"
+    for class_dir in sorted(p for p in (fruits360 / "Training").iterdir() if p.is_dir())[:3]:
+        (root / class_dir.name).mkdir(parents=True)
+        for image in sorted(class_dir.iterdir())[:4]:
+            shutil.copyfile(image, root / class_dir.name / image.name)
+    for relative, colour in {**HOSTILE_NAMES, DEEP: (50, 60, 70)}.items():
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(rgb_jpeg(colour))
+    # A folder link that is not a loop is followed like a folder.
+    (root.parent / "elsewhere").mkdir()
+    (root.parent / "elsewhere" / "linked.jpg").write_bytes(rgb_jpeg((60, 70, 80)))
+    (root / "Linked").symlink_to(root.parent / "elsewhere", target_is_directory=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_run(tiny_input: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    output = tmp_path_factory.mktemp("first") / "out"
+    result = run_cli("run", "--input", str(tiny_input), "--output", str(output), *TINY_FLAGS)
+    assert result.code == 0, result.stderr[-3000:]
+    return output
+
+
+def run_json(output: Path) -> dict:
+    return json.loads((output / "run.json").read_text())
+
+
+def dataset(output: Path, name: str) -> pd.DataFrame:
+    """A dataset as readers must find it: through run.json's `outputs`."""
+    location = output / run_json(output)["outputs"][name]  # relative to the run
+    return pd.read_parquet(location).sort_values("image_id").reset_index(drop=True)
+
+
+def vectors(frame: pd.DataFrame, column: str) -> dict[str, np.ndarray]:
+    return {
+        row["image_id"]: np.asarray(row[column]["values"], dtype=np.float64)
+        for _, row in frame.iterrows()
+    }
+
+
+# Spark's PCA sums partial covariances in task-completion order: the last bits may differ.
+PCA_ATOL = 1e-9
+
+
+def assert_same_rows(a: Path, b: Path) -> None:
+    """Same ids, paths, labels and features (bit for bit); PCA coordinates to 1e-9."""
+    for name in DATASETS:
+        left, right = dataset(a, name), dataset(b, name)
+        assert list(left["image_id"]) == list(right["image_id"]), name
+        assert list(left["path"]) == list(right["path"]), name
+        if "label" in left:
+            assert list(left["label"]) == list(right["label"]), name
+    left, right = (
+        vectors(dataset(a, "features"), "features"),
+        vectors(dataset(b, "features"), "features"),
+    )
+    assert left.keys() == right.keys()
+    for image_id, values in left.items():
+        assert np.array_equal(values, right[image_id]), image_id
+    left, right = vectors(dataset(a, "pca"), "pca"), vectors(dataset(b, "pca"), "pca")
+    for image_id, values in left.items():
+        assert np.allclose(values, right[image_id], rtol=0, atol=PCA_ATOL), image_id
+
+
+def assert_same_csv(a: Path, b: Path) -> None:
+    left, right = (
+        pd.read_csv(path / "resultats_pca.csv").sort_values(["image_id", "path"], ignore_index=True)
+        for path in (a, b)
+    )
+    assert list(left.columns) == list(right.columns)
+    numbers = [column for column in left.columns if column.startswith("pc_")]
+    others = [column for column in left.columns if column not in numbers]
+    assert left[others].equals(right[others])
+    assert np.allclose(left[numbers], right[numbers], rtol=0, atol=PCA_ATOL)
+
+
+def no_debris(output: Path) -> list[str]:
+    """Anything a half-finished write leaves: Spark's _temporary, partial files."""
+    return [
+        str(path.relative_to(output))
+        for path in output.rglob("*")
+        if path.name.startswith(("_temporary", "__magic", ".spark-staging"))
+        or path.name.endswith(".partial")
+    ]
+
+
+def test_fresh_output_keeps_the_plain_names(first_run: Path):
+    outputs = run_json(first_run)["outputs"]
+    assert {name: outputs[name] for name in DATASETS} == {name: name for name in DATASETS}
+    assert "plots" not in outputs  # --no-plots: run.json names only what exists
+    assert sorted(p.name for p in first_run.iterdir()) == [
+        "features",
+        "pca",
+        "rejected",
+        "report.html",
+        "resultats_pca.csv",
+        "run.json",
+    ]
+
+
+def test_killed_run_leaves_the_previous_output_and_the_rerun_leaves_no_trace(
+    first_run: Path, tiny_input: Path, tmp_path: Path
+):
+    output = tmp_path / "out"
+    shutil.copytree(first_run, output)
+    # The copy's run.json names its datasets relative to itself: the copy's own.
+    committed = (output / "run.json").read_bytes()
+    before = {name: dataset(output, name) for name in DATASETS}
+
+    # 1. a second run is SIGKILLed (driver, JVM, workers) as soon as it starts writing.
+    command = [sys.executable, "-m", "fruitlens", "run", "--input", str(tiny_input)]
+    command += ["--output", str(output), "--overwrite", *TINY_FLAGS]
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 600
+    try:
+        while not (output / "features@2").exists():
+            assert process.poll() is None, "the run ended before it wrote anything"
+            assert time.monotonic() < deadline, "the run never started writing"
+            time.sleep(0.05)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+    assert (output / "features@2").exists()  # it had begun writing the new version
+
+    # Readers see the previous run, whole: same manifest, same rows.
+    assert (output / "run.json").read_bytes() == committed
+    for name in DATASETS:
+        assert rows(dataset(output, name)) == rows(before[name]), name
+
+    # 2. the next run (--overwrite) completes, and nothing of the killed one remains.
+    result = run_cli(
+        "run", "--input", str(tiny_input), "--output", str(output), "--overwrite", *TINY_FLAGS
+    )
+    assert result.code == 0, result.stderr[-3000:]
+    outputs = run_json(output)["outputs"]
+    assert {name: outputs[name] for name in DATASETS} == {name: f"{name}@2" for name in DATASETS}
+    assert sorted(p.name for p in output.iterdir()) == sorted(
+        ["run.json", "report.html", "resultats_pca.csv", *(f"{name}@2" for name in DATASETS)]
+    )
+    assert no_debris(output) == []
+    # 3. same input twice: identical rows (ids, paths, labels, features; PCA to 1e-9).
+    assert_same_rows(first_run, output)
+    assert_same_csv(first_run, output)
+
+
+def test_a_killed_python_worker_is_retried_and_changes_nothing(
+    first_run: Path, tiny_input: Path, tmp_path: Path
+):
+    marker = tmp_path / "worker-killed"
+    output = tmp_path / "out"
+    faults_dir = str(REPO / "tests" / "support" / "faults")
+    result = run_cli(
+        "run",
+        "--input",
+        str(tiny_input),
+        "--output",
+        str(output),
+        *TINY_FLAGS[:-2],
+        # local[N,F]: N threads, F attempts per task (plain local[N] never retries a task).
+        "--master",
+        "local[2,4]",
+        "--spark-conf",
+        "spark.python.worker.module=pyspark_fault_worker",
+        env={
+            "FRUITLENS_FAULT_MARKER": str(marker),
+            "PYTHONPATH": os.pathsep.join([faults_dir, os.environ.get("PYTHONPATH", "")]),
+        },
+    )
+    assert result.code == 0, result.stderr[-3000:]
+    assert marker.exists(), "the fault hook never ran: no worker was killed"
+    assert run_json(output)["images"] == run_json(first_run)["images"]
+    assert_same_rows(first_run, output)
+
+
+def test_hostile_file_names_are_featurized_with_their_names_intact(first_run: Path):
+    output = first_run
+    features = dataset(output, "features")
+    names = {path.rsplit("/", 1)[-1] for path in features["path"]}
+    for relative in HOSTILE_NAMES:
+        assert relative.rsplit("/", 1)[-1] in names, relative
+    labels = set(features["label"])
+    assert {"Quotes", "New Lines", "Ünïcödé 🍎", "Long"} <= labels and "d" * 200 not in labels
+    rejected = dataset(output, "rejected")
+    assert list(rejected["reason"]) == ["too_deep"] and rejected["path"][0].endswith(DEEP)
+
+
+def test_hostile_names_survive_the_client_csv(first_run: Path):
+    import csv
+
+    output = first_run
+    with (output / "resultats_pca.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == run_json(output)["images"]["processed"]
+    assert {"Quotes", "New Lines", "Ünïcödé 🍎"} <= {row["label"] for row in rows}
+
+
+def test_a_folder_link_that_is_no_loop_is_followed(first_run: Path):
+    paths = list(dataset(first_run, "features")["path"])
+    assert [path for path in paths if "/Linked/" in path] == [
+        path for path in paths if path.endswith("/Linked/linked.jpg")
+    ]
+    assert run_json(first_run)["images"] == {
+        "listed": 12 + len(HOSTILE_NAMES) + 2,
+        "processed": 12 + len(HOSTILE_NAMES) + 1,
+        "rejected": 1,
+        "rejected_by_reason": {"too_deep": 1},
+    }

@@ -1,0 +1,319 @@
+"""Each Spark stage of fruitlens.pipeline on its own, DataFrame -> DataFrame, in the test
+process's one local[1] session. The network is the pooled-colour stand-in (support.fakes) given
+through the stage's own `model_for` parameter; tests/spark/test_vgg16.py runs the real one."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pyspark.ml.linalg import Vectors
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from fruitlens.config import Config
+from fruitlens.outputs import names
+from fruitlens.pipeline import classify, evaluate, featurize, images, plots, reduce
+from support.fakes import FEATURE_DIM, pooled_model_for
+from support.images import bad_inputs, rgb_jpeg, write_tree
+
+SPEC = featurize.FeaturizerSpec("unused.h5", "0" * 64, 100, 16, 10**6, 1)
+COLOURS = {"Apple Red": (200, 30, 30), "Banana": (230, 220, 40), "Lime": (60, 200, 40)}
+
+
+def fruit_tree(root: Path, per_split: dict[str, int]) -> Path:
+    """Training/ and Test/ folders of three plain-coloured 'fruits', slightly varied per file."""
+    for split, count in per_split.items():
+        for label, (r, g, b) in COLOURS.items():
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(count):
+                # Each class one colour family, every file distinct bytes (unique content ids):
+                # steps of 4+ levels survive JPEG's quantisation.
+                step = 8 * i + (4 if split == "Test" else 0)
+                shade = (r - step, g - step, b + step // 2)
+                (folder / f"{i}.jpg").write_bytes(rgb_jpeg(shade))
+    return root
+
+
+def named_files(spark: SparkSession, root: Path) -> tuple[DataFrame, DataFrame]:
+    files = images.read_binary_files(spark, str(root))
+    return files, images.with_names(files, images.qualified_root(spark, str(root)))
+
+
+@pytest.fixture(scope="module")
+def odd_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tree(tmp_path_factory.mktemp("odd"), bad_inputs())
+
+
+@pytest.fixture(scope="module")
+def fruits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fruit_tree(tmp_path_factory.mktemp("fruits"), {"Training": 6, "Test": 3})
+
+
+@pytest.fixture(scope="module")
+def fruit_features(spark: SparkSession, fruits: Path) -> DataFrame:
+    _, named = named_files(spark, fruits)
+    featurized = featurize.featurize_images(named, SPEC, model_for=pooled_model_for)
+    return featurize.processed_rows(featurized).persist()
+
+
+# --- images: listing and naming ---------------------------------------------------------------
+def test_with_names_labels_splits_and_content_ids(spark: SparkSession, odd_tree: Path):
+    _, named = named_files(spark, odd_tree)
+    by_path = {row["rel_path"]: row for row in named.collect()}
+    expected = bad_inputs()
+    # Spark's scan skips the 0-byte file; unscanned_files accounts for it (next test).
+    assert set(by_path) == set(expected) - {"Odd Cases/empty.jpg"}
+    accented = by_path["Pépino à l'été 2/d'angle «1».jpg"]
+    assert accented["label"] == "Pépino à l'été 2" and accented["split"] is None
+    assert by_path["stray-at-root.jpg"]["label"] is None
+    for relative, row in by_path.items():
+        assert row["image_id"] == hashlib.sha256(expected[relative][0]).hexdigest()
+
+
+def test_training_and_test_folders_are_the_split(spark: SparkSession, fruits: Path):
+    _, named = named_files(spark, fruits)
+    splits = {(row["split"], row["label"]) for row in named.select("split", "label").collect()}
+    assert splits == {(s, label) for s in ("Training", "Test") for label in COLOURS}
+
+
+def test_unscanned_empty_files_become_rejections(spark: SparkSession, odd_tree: Path):
+    files = images.read_binary_files(spark, str(odd_tree))
+    rows = images.unscanned_files(spark, files).collect()
+    assert [row["path"].rsplit("/", 1)[-1] for row in rows] == ["empty.jpg"]
+    assert rows[0]["reason"] == "empty_file"
+    assert rows[0]["image_id"] == hashlib.sha256(b"").hexdigest()
+
+
+def test_listed_inputs_digest_follows_content_and_pseudonymize(spark: SparkSession, tmp_path):
+    root = fruit_tree(tmp_path / "in", {"Training": 2})
+    plain = Config(input=str(root))
+    hidden = Config(input=str(root), pseudonymize=True)
+    listed = images.listed_inputs(spark, hidden)
+    assert all(row["path"] == row["image_id"] for row in listed.collect())
+    before = images.inputs_digest(images.listed_inputs(spark, plain))
+    assert before != images.inputs_digest(listed)
+    assert before == images.inputs_digest(images.listed_inputs(spark, plain))  # stable
+    (root / "Training" / "Lime" / "0.jpg").write_bytes(rgb_jpeg((1, 2, 3)))
+    assert before != images.inputs_digest(images.listed_inputs(spark, plain))
+
+
+def test_paths_with_ids_finds_the_sources_of_content_ids(spark: SparkSession, fruits: Path):
+    wanted = hashlib.sha256((fruits / "Test" / "Banana" / "1.jpg").read_bytes()).hexdigest()
+    found = images.paths_with_ids(spark, str(fruits), [wanted])
+    assert found == {images.normalize_path(str(fruits / "Test" / "Banana" / "1.jpg"))}
+    assert images.paths_with_ids(spark, str(fruits / "gone"), [wanted]) == set()
+
+
+# --- featurize: every file once, with features or a reason ------------------------------------
+def test_featurize_images_gives_features_or_the_expected_reason(
+    spark: SparkSession, odd_tree: Path
+):
+    _, named = named_files(spark, odd_tree)
+    out = featurize.featurize_images(named, SPEC, model_for=pooled_model_for)
+    rows = {row["path"].split("/", 3)[-1]: row for row in out.collect()}
+    for relative, (_, reason) in bad_inputs().items():
+        if relative == "Odd Cases/empty.jpg":
+            continue
+        row = next(value for key, value in rows.items() if key.endswith(relative))
+        assert row["reason"] == reason, relative
+        assert (row["features"] is None) == (reason is not None)
+        if reason is None:
+            assert len(row["features"]) == FEATURE_DIM
+
+
+def test_counts_split_rows_into_processed_and_rejected(spark: SparkSession, odd_tree: Path):
+    files, named = named_files(spark, odd_tree)
+    out = featurize.featurize_images(named, SPEC, model_for=pooled_model_for)
+    every = out.unionByName(images.unscanned_files(spark, files), allowMissingColumns=True)
+    counts, workers = featurize.count_outcomes(every)
+    expected = [reason for _, reason in bad_inputs().values()]
+    # Who featurized what: the stand-in's facts, once, for every processed image.
+    assert [(w["worker"], w["precision"], w["images"]) for w in workers] == [
+        ("test-worker", featurize.FP32, expected.count(None))
+    ]
+    assert counts["listed"] == len(expected)
+    assert counts["processed"] == expected.count(None)
+    assert counts["rejected_by_reason"] == {
+        reason: expected.count(reason) for reason in sorted(set(expected) - {None})
+    }
+    assert featurize.processed_rows(every).count() == counts["processed"]
+    rejected = featurize.rejected_rows(every)
+    assert rejected.columns == ["image_id", "path", "reason", "detail"]
+    assert rejected.count() == counts["rejected"]
+
+
+def test_predict_mode_featurizes_images_without_a_class_folder(spark: SparkSession, tmp_path):
+    (tmp_path / "loose.jpg").write_bytes(rgb_jpeg())
+    _, named = named_files(spark, tmp_path)
+    out = featurize.featurize_images(named, SPEC, require_label=False, model_for=pooled_model_for)
+    assert [row["reason"] for row in out.collect()] == [None]
+
+
+def test_stored_features_are_reused_and_only_new_images_featurized(
+    spark: SparkSession, fruits: Path
+):
+    _, named = named_files(spark, fruits)
+    ids = sorted({row["image_id"] for row in named.select("image_id").collect()})
+    known = ids[: len(ids) // 2]
+    marker = [7.0] * FEATURE_DIM  # the stand-in network never gives this
+    stored = spark.createDataFrame(
+        [(i, marker) for i in known], "image_id string, features array<float>"
+    )
+    out = featurize.reuse_stored_features(
+        named, stored, SPEC, True, model_for=pooled_model_for
+    ).collect()
+    assert len(out) == len(ids)
+    for row in out:
+        reused = row["image_id"] in known
+        assert bool(row["reused"]) == reused
+        assert (list(row["features"]) == marker) == reused
+
+
+def test_native_size_is_the_commonest_side(spark: SparkSession, tmp_path):
+    for i, side in enumerate([64, 64, 48]):
+        image = Image.new("RGB", (side, side // 2), (i, i, i))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        (tmp_path / f"{i}.png").write_bytes(buffer.getvalue())
+    assert featurize.native_size(images.read_binary_files(spark, str(tmp_path))) == 64
+
+
+# --- reduce: PCA --------------------------------------------------------------------------------
+def test_pca_with_fixed_k_and_with_a_variance_target(fruit_features: DataFrame):
+    rows = fruit_features.count()
+    fixed = reduce.fit_reduction(fruit_features, rows, FEATURE_DIM, 3, 0.9, 50)
+    assert fixed.k == 3 and len(fixed.explained_variance) == 3
+    target = reduce.fit_reduction(fruit_features, rows, FEATURE_DIM, None, 0.9, 50)
+    assert target.cumulative_variance >= 0.9 - 1e-9
+    assert target.k == reduce.choose_k(np.asarray(target.explained_variance), 0.9)
+    summary = target.summary(0.9)
+    assert summary["k"] == target.k and summary["target_variance"] == 0.9
+    projected = reduce.project(fixed, fruit_features)
+    assert projected.columns == ["image_id", "path", "label", "split", "pca"]
+    table = reduce.pca_columns(projected, fixed.k)
+    assert table.columns[-3:] == ["pc_1", "pc_2", "pc_3"] and table.count() == rows
+
+
+def test_k_is_capped_by_the_rows(fruit_features: DataFrame):
+    few = fruit_features.limit(4)
+    assert reduce.fit_reduction(few, 4, FEATURE_DIM, 10, 0.9, 50).k == 4
+
+
+# --- classify and evaluate ----------------------------------------------------------------------
+def test_split_for_training_uses_folders_or_a_seeded_fraction(fruit_features: DataFrame):
+    training, test = classify.split_for_training(fruit_features, Config())
+    assert training.count() == 18 and test.count() == 9
+    flat = fruit_features.drop("split").withColumn("split", F.lit(None).cast("string"))
+    assert classify.split_for_training(flat, Config()) is None
+    first = classify.split_for_training(flat, Config(test_fraction=0.34, seed=3))
+    again = classify.split_for_training(flat, Config(test_fraction=0.34, seed=3))
+    held = sorted(row["image_id"] for row in first[1].collect())
+    assert held == sorted(row["image_id"] for row in again[1].collect())
+    assert 0 < len(held) < 27
+    labels = {row["label"] for row in first[1].collect()}
+    assert labels == set(COLOURS)  # stratified: every class in the hold-out
+
+
+def test_class_weights_balance_the_classes(spark: SparkSession):
+    data = spark.createDataFrame([("a",)] * 6 + [("b",)] * 2, "label string")
+    weighted = classify.with_class_weights(data).groupBy("label").agg(F.sum(classify.WEIGHT))
+    totals = {row[0]: row[1] for row in weighted.collect()}
+    assert totals == pytest.approx({"a": 4.0, "b": 4.0})
+    assert classify.class_balance(data) == {
+        "training_counts": {"a": 6, "b": 2},
+        "imbalance_ratio": 3.0,
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(fruit_features: DataFrame):
+    training, test = classify.split_for_training(fruit_features, Config())
+    model, chosen = classify.train(training, 3, "logreg", 2, True, 0)
+    return model, chosen, training, test
+
+
+def test_train_score_evaluate_and_the_model_card(trained):
+    model, chosen, training, test = trained
+    assert classify.classes_of(model) == sorted(COLOURS)
+    assert set(chosen) == {"regParam", "cv_accuracy"}
+    scored = classify.score(model, test)
+    result = evaluate.metrics(scored, classify.classes_of(model))
+    assert result["accuracy"] == 1.0 and result["images"] == 9  # plain colours: separable
+    assert result["top3_accuracy"] == 1.0 and result["unseen_label_rows"] == 0
+    assert np.trace(np.array(result["confusion_matrix"])) == 9
+    flat = classify.flat_predictions(scored, len(COLOURS))
+    assert flat.columns[:4] == ["image_id", "path", "predicted_label", "probability"]
+    assert "top3_probability" in flat.columns
+    featurizer = {"weights": "seeded:0", "weights_sha256": "ab" * 32, "image_size": 100}
+    card = classify.model_card(model, chosen, training, 3, Config(), featurizer)
+    assert card.classes == sorted(COLOURS) and card.pca_k == 3
+    assert card.training_counts == {label: 6 for label in COLOURS}
+    classify.check_compatible(card, "ab" * 32, 100)
+    with pytest.raises(classify.ModelError, match="weights"):
+        classify.check_compatible(card, "cd" * 32, 100)
+    with pytest.raises(classify.ModelError, match="px"):
+        classify.check_compatible(card, "ab" * 32, 64)
+
+
+def test_min_confidence_turns_unsure_predictions_into_unknown(trained):
+    model, _, _, test = trained
+    unsure = classify.score(model, test, min_confidence=1.01)
+    assert {row["predicted_label"] for row in unsure.collect()} == {"unknown"}
+
+
+def test_training_needs_two_classes(fruit_features: DataFrame):
+    one = fruit_features.where(F.col("label") == "Lime")
+    with pytest.raises(classify.ModelError, match="at least 2 classes"):
+        classify.train(one, 2, "logreg", 2, False, 0)
+
+
+def test_labels_the_model_never_saw_count_as_errors(spark: SparkSession):
+    scored = spark.createDataFrame(
+        [
+            (0.0, 0.0, "a", [("a", 0.9)]),
+            (1.0, 1.0, "b", [("b", 0.8)]),
+            (2.0, 0.0, "z", [("a", 0.7)]),
+        ],
+        "label_index double, prediction double, label string, "
+        "top3 array<struct<label:string, probability:double>>",
+    )
+    result = evaluate.metrics(scored, ["a", "b"])
+    assert result["confusion_matrix"] == [[1, 0], [0, 1], [1, 0]]
+    assert result["unseen_label_rows"] == 1
+    assert result["accuracy"] == pytest.approx(2 / 3)
+    assert result["top3_accuracy"] == pytest.approx(2 / 3)
+
+
+# --- plots --------------------------------------------------------------------------------------
+def test_pca_plots_are_pngs_named_as_the_outputs(fruit_features: DataFrame):
+    reduction = reduce.fit_reduction(fruit_features, 27, FEATURE_DIM, 2, 0.9, 50)
+    drawn = plots.pca_plots(reduce.project(reduction, fruit_features), reduction, None, 0)
+    assert set(drawn) == {names.EXPLAINED_VARIANCE_PNG, names.PCA_SCATTER_PNG}
+    for png in drawn.values():
+        assert Image.open(io.BytesIO(png)).format == "PNG"
+    one = reduce.fit_reduction(fruit_features, 27, FEATURE_DIM, 1, 0.9, 50)
+    assert set(plots.pca_plots(reduce.project(one, fruit_features), one, 0.9, 0)) == {
+        names.EXPLAINED_VARIANCE_PNG
+    }
+
+
+def test_the_confusion_heat_map_is_a_png():
+    png = plots.confusion_heatmap(np.array([[3, 1], [0, 4]]), ["a", "b"], 0.875)
+    assert Image.open(io.BytesIO(png)).size[0] > 100
+
+
+def test_vectors_round_trip_as_features(spark: SparkSession):
+    # processed_rows turns the UDF's float arrays into ML vectors, as PCA needs.
+    frame = spark.createDataFrame(
+        [("i", "p", "l", "Training", [1.0, 2.0], None, None)],
+        "image_id string, path string, label string, split string, features array<float>, "
+        "reason string, detail string",
+    )
+    row = featurize.processed_rows(frame).first()
+    assert row["features"] == Vectors.dense([1.0, 2.0])

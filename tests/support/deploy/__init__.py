@@ -1,0 +1,1 @@
+"""Helpers of the deployment tests (tests/deploy/): tool paths, rendering, API server."""
