@@ -64,5 +64,5 @@ kind-e2e: ## end to end on kind: image, cluster, moto S3, submit, check the comm
 	kubectl apply -k k8s/kind/s3-server; kubectl apply -k k8s/overlays/kind; \
 	kubectl -n $(K8S_NAMESPACE) rollout status deployment/s3 --timeout=300s; \
 	mkdir -p out/kind; kustomize build k8s/overlays/kind > out/kind/manifests.yaml; \
-	$(BIN)/python tests/support/deploy/kind_e2e.py --namespace $(K8S_NAMESPACE) --manifest out/kind/manifests.yaml \
+	PYTHONPATH=tests $(BIN)/python -m support.deploy.kind_e2e --namespace $(K8S_NAMESPACE) --manifest out/kind/manifests.yaml \
 	  --dataset "$(FRUITLENS_DATASET)" --timeout $(KIND_E2E_TIMEOUT)

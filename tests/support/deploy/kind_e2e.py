@@ -1,7 +1,8 @@
 """`make kind-e2e`, after the cluster, image and overlay are up: seed the in-cluster S3 with a
 slice of Fruits-360, submit the SparkApplication, and check the committed output.
 
-    python tests/deploy/kind_e2e.py --manifest out/kind/manifests.yaml --dataset DIR
+    PYTHONPATH=tests python -m support.deploy.kind_e2e --manifest out/kind/manifests.yaml \
+        --dataset DIR
 """
 
 from __future__ import annotations
@@ -9,10 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import boto3
@@ -20,7 +19,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 
 from fruitlens import cli
-from support.net import free_port
+from support.net import free_port, wait_for_port
 
 BUCKET = "fruitlens"
 
@@ -32,14 +31,8 @@ def port_forward(namespace: str, port: int) -> subprocess.Popen[bytes]:
         [kubectl, "-n", namespace, "port-forward", "svc/s3", f"{port}:5000"],
         stdout=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        time.sleep(0.5)
-    proc.terminate()
-    raise SystemExit("kubectl port-forward to svc/s3 did not come up")
+    wait_for_port(port, proc, "kubectl port-forward to svc/s3")
+    return proc
 
 
 def seed(s3: object, dataset: Path, classes: int, per_class: int) -> int:
