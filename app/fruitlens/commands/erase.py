@@ -20,23 +20,20 @@ Erasing the same ids again finds no row: every count is 0 and nothing is rewritt
 from __future__ import annotations
 
 import logging
-import re
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from fruitlens import paths
-from fruitlens.commands.preflight import read_run_document
+from fruitlens.commands.preflight import read_run_document, require_erasure
 from fruitlens.config import Config
 from fruitlens.errors import UsageError
 from fruitlens.outputs import erasure, names, report_page
-from fruitlens.outputs.commit import OutputCommit, dataset_location, resolve_stored
+from fruitlens.outputs.commit import OutputCommit
 from fruitlens.outputs.storage import Storage
 
 log = logging.getLogger(__name__)
-
-_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
 def erase_command(config: Config) -> dict[str, Any]:
@@ -47,24 +44,9 @@ def erase_command(config: Config) -> dict[str, Any]:
     from fruitlens.pipeline import classify, images
 
     storage = Storage(config)
-    if not config.output:
-        raise UsageError("--output is required (the --output folder of a run)")
-    if not config.image_id and not config.path:
-        raise UsageError("name the images to erase with --image-id ID or --path P (repeatable)")
-    bad = [value for value in config.image_id if not _ID.match(value.strip().lower())]
-    if bad:
-        raise UsageError(f"--image-id {bad[0]!r} is not a SHA-256 content id (64 hex digits)")
-    output = config.output.rstrip("/")
+    output = require_erasure(config)
     document = read_run_document(output, storage)
-    # Every location resolved against this run (never the current directory, never another
-    # run that a copied run.json names): nothing outside --output is rewritten or deleted.
-    outputs = {
-        name: resolve_stored(output, str(stored), document.get("output"))
-        for name, stored in (document.get("outputs") or {}).items()
-    }
-    expected = {name: dataset_location(output, document, name) for name in names.DATASETS}
-    located = {name: uri for name, uri in expected.items() if storage.has_children(uri)}
-    missing = sorted(name for name in outputs if name in names.DATASETS and name not in located)
+    outputs, located, missing = erasure.locate(output, document, storage)
     if not located:
         raise UsageError(
             f"none of the datasets of {output}/{names.RUN_JSON} ({', '.join(names.DATASETS)}) "
@@ -78,16 +60,8 @@ def erase_command(config: Config) -> dict[str, Any]:
     frames = {name: spark.read.parquet(uri) for name, uri in located.items()}
 
     # 1. which content ids: given, plus those of the given paths (stored path or current bytes)
-    ids = {value.strip().lower() for value in config.image_id}
     wanted_paths = [images.normalize_path(p) for p in config.path]
-    for original, normalized in zip(config.path, wanted_paths, strict=True):
-        ids.update(filter(None, (storage.sha256(c) for c in {original, normalized})))
-    if wanted_paths:
-        for name in (names.FEATURES, names.REJECTED):  # pca/, predictions/ repeat these paths
-            frame = frames.get(name)
-            if frame is not None and "path" in frame.columns:
-                rows = frame.where(F.col("path").isin(wanted_paths)).select("image_id").distinct()
-                ids.update(row["image_id"] for row in rows.collect())
+    ids = erasure.content_ids(frames, storage, config.image_id, config.path, wanted_paths)
     id_list = sorted(ids)
     matches = F.col("image_id").isin(id_list)
 
@@ -108,17 +82,8 @@ def erase_command(config: Config) -> dict[str, Any]:
     counts, rejected_reasons, rewritten = erasure.rewrite_datasets(commit, frames, id_list)
 
     # 5. the CSVs filtered to local files, then one commit: CSVs, run.json, old versions gone
-    csv_erased = False
     with tempfile.TemporaryDirectory(prefix="fruitlens-erase-") as workdir:
-        for name in names.CSV_FILES:
-            uri = outputs.get(name, paths.join(output, name))
-            if not id_list or not storage.exists(uri):
-                continue
-            filtered, erased = erasure.filter_csv(storage, uri, ids, Path(workdir) / name)
-            counts[name] = erased
-            if erased:
-                commit.put_file(name, filtered, "text/csv; charset=utf-8")
-                csv_erased = True
+        csv_erased = erasure.rewrite_csvs(commit, storage, outputs, ids, counts, Path(workdir))
         if rewritten or csv_erased:
             erasure.adjust_counts(document, counts, rejected_reasons)
             # The outputs no longer match the input they were made from: an --incremental rerun

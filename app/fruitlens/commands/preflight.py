@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,6 +159,21 @@ def require_model(config: Config, storage: Storage) -> str:
     if not storage.exists(config.model):
         raise UsageError(f"model {config.model} does not exist")
     return config.model
+
+
+CONTENT_ID = re.compile(r"^[0-9a-f]{64}$")
+
+
+def require_erasure(config: Config) -> str:
+    """`erase` names a run and the images to erase, by content id or path; the run's folder."""
+    if not config.output:
+        raise UsageError("--output is required (the --output folder of a run)")
+    if not config.image_id and not config.path:
+        raise UsageError("name the images to erase with --image-id ID or --path P (repeatable)")
+    bad = [value for value in config.image_id if not CONTENT_ID.match(value.strip().lower())]
+    if bad:
+        raise UsageError(f"--image-id {bad[0]!r} is not a SHA-256 content id (64 hex digits)")
+    return config.output.rstrip("/")
 
 
 def read_run_document(run_uri: str, storage: Storage) -> dict[str, Any]:

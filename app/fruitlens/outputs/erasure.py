@@ -8,10 +8,54 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from fruitlens import paths
 from fruitlens.errors import Failure
 from fruitlens.outputs import names
-from fruitlens.outputs.commit import OutputCommit, json_text
+from fruitlens.outputs.commit import OutputCommit, dataset_location, json_text, resolve_stored
 from fruitlens.outputs.storage import Storage
+
+
+def locate(
+    output: str, document: dict[str, Any], storage: Storage
+) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    """run.json's `outputs` as locations, the datasets found, and those it names that are gone.
+
+    Every location is resolved against this run (never the current directory, never another
+    run that a copied run.json names): nothing outside the run is rewritten or deleted.
+    """
+    outputs = {
+        name: resolve_stored(output, str(stored), document.get("output"))
+        for name, stored in (document.get("outputs") or {}).items()
+    }
+    expected = {name: dataset_location(output, document, name) for name in names.DATASETS}
+    located = {name: uri for name, uri in expected.items() if storage.has_children(uri)}
+    missing = sorted(name for name in outputs if name in names.DATASETS and name not in located)
+    return outputs, located, missing
+
+
+def content_ids(
+    frames: dict[str, Any],
+    storage: Storage,
+    given_ids: list[str],
+    given_paths: list[str],
+    normalized_paths: list[str],
+) -> set[str]:
+    """The content ids to erase: those given, plus those of the given paths, found from the
+    file's current bytes or from the path stored with its rows."""
+    from pyspark.sql import functions as F
+
+    ids = {value.strip().lower() for value in given_ids}
+    for original, normalized in zip(given_paths, normalized_paths, strict=True):
+        ids.update(filter(None, (storage.sha256(c) for c in {original, normalized})))
+    if normalized_paths:
+        for name in (names.FEATURES, names.REJECTED):  # pca/, predictions/ repeat these paths
+            frame = frames.get(name)
+            if frame is not None and "path" in frame.columns:
+                matching = frame.where(F.col("path").isin(normalized_paths))
+                ids.update(
+                    row["image_id"] for row in matching.select("image_id").distinct().collect()
+                )
+    return ids
 
 
 def stored_sources(frames: dict[str, Any], matches: Any) -> set[str]:
@@ -118,3 +162,26 @@ def rewrite_datasets(
             raise Failure(f"{name}: {before} - {erased} rows expected, {after} written")
         rewritten.append(name)
     return counts, rejected_reasons, rewritten
+
+
+def rewrite_csvs(
+    commit: OutputCommit,
+    storage: Storage,
+    outputs: dict[str, str],
+    ids: set[str],
+    counts: dict[str, int],
+    workdir: Path,
+) -> bool:
+    """Each CSV of the run without the erased rows, staged in the commit (one PUT each at
+    finish); its erased-row count goes into `counts`. Whether any CSV changed."""
+    changed = False
+    for name in names.CSV_FILES:
+        uri = outputs.get(name, paths.join(commit.output, name))
+        if not ids or not storage.exists(uri):
+            continue
+        filtered, erased = filter_csv(storage, uri, ids, workdir / name)
+        counts[name] = erased
+        if erased:
+            commit.put_file(name, filtered, "text/csv; charset=utf-8")
+            changed = True
+    return changed
