@@ -347,7 +347,7 @@ def image_cache() -> Path:
     return Path(os.environ.get("IMAGE_CACHE", default / "image"))
 
 
-def podman_command(cache: Path) -> list[str]:
+def podman_command(cache: Path, patch: pytest.MonkeyPatch) -> list[str]:
     podman = shutil.which("podman")
     if podman is None:
         pytest.skip("podman is not installed here: `make image-tools` installs it")
@@ -358,7 +358,7 @@ def podman_command(cache: Path) -> list[str]:
             '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n'
             '[engine]\nruntime = "runc"\n'
         )
-    os.environ["CONTAINERS_CONF"] = str(conf)
+    patch.setenv("CONTAINERS_CONF", str(conf))  # undone when the module's tests end
     info = subprocess.run([podman, "info"], capture_output=True, text=True, check=False)
     if info.returncode != 0:
         pytest.skip(f"podman cannot run on this machine: {info.stderr.strip()[-500:]}")
@@ -404,11 +404,15 @@ def weights_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[P
 
 
 @pytest.fixture(scope="module")
-def built_image(weights_server: tuple[Path, str]) -> BuiltImage:
+def built_image(weights_server: tuple[Path, str]) -> Iterator[BuiltImage]:
     if os.environ.get("FRUITLENS_IMAGE_TEST") != "1":
         pytest.skip("image build is opt-in: `make image-test`")
+    with pytest.MonkeyPatch.context() as patch:
+        yield build_image(weights_server, podman_command(image_cache(), patch))
+
+
+def build_image(weights_server: tuple[Path, str], podman: list[str]) -> BuiltImage:
     cache = image_cache()
-    podman = podman_command(cache)
     for needed in ("README.md", "app/fruitlens/__main__.py", "app/fruitlens/cli.py"):
         if not (ROOT / needed).exists():
             pytest.skip(f"{needed} does not exist yet; the Dockerfile copies it")
