@@ -20,11 +20,11 @@ PYTEST_ARGS ?=
 RUN_ARGS ?=
 LINT_PATHS := app tests hack $(wildcard bench)
 # Tools the test suite needs beyond the venv; mk/*.mk fragments append their install targets
-# (TEST_TOOLS: the deployment lane's, CORE_TEST_TOOLS: the core lane's).
+# (TEST_TOOLS: the deployment lane's, E2E_TEST_TOOLS: the e2e lane's).
 TEST_TOOLS :=
-CORE_TEST_TOOLS :=
+E2E_TEST_TOOLS :=
 
-.PHONY: help venv run test test-core test-deploy lint format bench clean
+.PHONY: help venv run test test-core test-e2e test-deploy jars lint format bench clean
 
 # Fragments per concern (image, k8s, bench...); they may append to TEST_TOOLS, so they are read
 # before the test rule expands its prerequisites.
@@ -63,30 +63,41 @@ run: venv ## the main job: DATA=folder|s3a://... (default: fetch the pinned samp
 	if [ -z "$$data" ]; then data=$$($(BIN)/python -m fruitlens.sample); fi; \
 	$(BIN)/fruitlens run --input "$$data" --output "$(OUT)" --weights "$(WEIGHTS)" --overwrite $(RUN_ARGS)
 
-# `make test` runs `make lint`, then two lanes side by side: the core lane (tests/unit, tests/spark,
-# tests/e2e: the venv, the s3a jars, no Kubernetes tool) and the deploy lane (the tool builds, a
-# Go build of about 15 minutes on 2 cores once per cache, then tests/deploy). On a fresh machine
-# the Go build fills the cores the core lane leaves idle (JVM and TensorFlow start-up, S3 round
-# trips); with a warm cache it is a no-op. Each lane measures the coverage of app/ into its own
-# file; `make test` combines them and prints the table.
-CORE_TESTS := tests/unit tests/spark tests/e2e
+# `make test` runs `make lint`, then three lanes side by side, one per kind of cost:
+# - core: tests/unit and tests/spark in one process with one in-process Spark session (the venv,
+#   the s3a jars);
+# - e2e: tests/e2e, fruitlens as a process (a JVM per run, S3 over HTTP, a headless browser);
+# - deploy: the Kubernetes tool builds (a Go build of about 15 minutes on 2 cores, once per
+#   cache), then tests/deploy.
+# On 2 cores the lanes fill each other's idle time (JVM and TensorFlow start-up, S3 round trips,
+# process waits); with a warm cache the deploy lane's build is a no-op. Each lane measures the
+# coverage of app/ into its own file; `make test` combines them and prints the table.
+LANES := core e2e deploy
+CORE_TESTS := tests/unit tests/spark
+E2E_TESTS := tests/e2e
 DEPLOY_TESTS := tests/deploy
 COVERAGE := --cov=fruitlens --cov-report=
 # pytest exits 5 when a -k selection leaves one lane with no test: not a failure.
 PYTEST_LANE = COVERAGE_FILE=$(CURDIR)/.coverage.$(2) $(BIN)/python -m pytest $(1) $(COVERAGE) \
 	$(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-# No --output-sync: it would hold each lane's pytest output until that lane ends (20 minutes
-# of silence on CI); the lanes' lines interleave instead.
-test: ## lint, then every test, installs included (what CI runs); PYTEST_ARGS= go to both lanes
-	rm -f .coverage .coverage.core .coverage.deploy
-	$(MAKE) --no-print-directory -j3 test-core test-deploy
-	$(BIN)/coverage combine --quiet --keep .coverage.core .coverage.deploy
+# No --output-sync: it would hold each lane's pytest output until that lane ends (minutes of
+# silence on CI); the lanes' lines interleave instead.
+test: ## lint, then every test, installs included (what CI runs); PYTEST_ARGS= go to every lane
+	rm -f .coverage $(addprefix .coverage.,$(LANES))
+	$(MAKE) --no-print-directory -j3 $(addprefix test-,$(LANES))
+	$(BIN)/coverage combine --quiet --keep $$(ls $(addprefix .coverage.,$(LANES)) 2>/dev/null)
 	$(BIN)/coverage report
 
-test-core: lint $(CORE_TEST_TOOLS)
+# The s3a jars, fetched once for both Spark lanes (into the cache: a no-op when warm).
+jars: venv
 	$(BIN)/fruitlens jars >/dev/null
+
+test-core: lint jars
 	$(call PYTEST_LANE,$(CORE_TESTS),core)
+
+test-e2e: lint jars $(E2E_TEST_TOOLS)
+	$(call PYTEST_LANE,$(E2E_TESTS),e2e)
 
 test-deploy: venv $(TEST_TOOLS)
 	$(call PYTEST_LANE,$(DEPLOY_TESTS),deploy)

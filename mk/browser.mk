@@ -2,8 +2,8 @@
 # package, installed once by `make test` (a no-op when it is already there).
 CHROMIUM_PACKAGE ?= chromium
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-# The core test lane needs it (the deploy lane's tools are in TEST_TOOLS).
-CORE_TEST_TOOLS += browser
+# The e2e test lane needs it (the deploy lane's tools are in TEST_TOOLS).
+E2E_TEST_TOOLS += browser
 
 .PHONY: browser
 
