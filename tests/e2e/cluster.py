@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 
 from fruitlens import sparkapp
+from fruitlens.outputs.commit import dataset_location
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "fruitlens"
@@ -62,7 +63,10 @@ def read(s3: Any, key: str) -> bytes:
     return s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
 
 
-def dataset(s3: Any, uri: str) -> pd.DataFrame:
+def dataset(s3: Any, document: dict[str, Any], name: str) -> pd.DataFrame:
+    """A committed dataset of the run, where its run.json names it (relative to the run, as
+    fruitlens's own readers resolve it)."""
+    uri = dataset_location(f"s3a://{BUCKET}/{OUTPUT}", document, name)
     prefix = uri.removeprefix(f"s3a://{BUCKET}/").rstrip("/") + "/"
     frames = [
         pd.read_parquet(io.BytesIO(read(s3, key)))
@@ -203,7 +207,7 @@ def check_run(
     document = json.loads(read(s3, f"{OUTPUT}/run.json"))
     images = document["images"]
     assert images["listed"] == images["processed"] + images["rejected"], images
-    rejected = dataset(s3, document["outputs"]["rejected"])
+    rejected = dataset(s3, document, "rejected")
     reasons = dict(zip(rejected["path"], rejected["reason"], strict=True))
     assert reasons == expected_rejections(planted)
     assert images["listed"] == len(planted)

@@ -37,6 +37,7 @@ from e2e.cluster import (
     wait_completed,
 )
 from fruitlens import sparkapp
+from fruitlens.outputs.commit import WRITER_LEFTOVERS
 from images import bad_inputs
 
 pytestmark = [
@@ -146,7 +147,7 @@ def test_c_fruitlens_submit(kube, s3, planted, recorder: Recorder) -> None:
     assert f"SparkApplication {NAMESPACE}/{APP}: COMPLETED" in proc.stdout
     assert "stage featurize: done" in proc.stdout
     document = check_run(s3, recorder, application(api), planted)
-    NO_FAULT["features"] = dataset(s3, document["outputs"]["features"])
+    NO_FAULT["features"] = dataset(s3, document, "features")
 
 
 def test_d_executor_deleted_during_featurization(kube, s3, planted, recorder: Recorder) -> None:
@@ -178,22 +179,24 @@ def test_d_executor_deleted_during_featurization(kube, s3, planted, recorder: Re
     assert finished["status"].get("executionAttempts", 1) == 1
     assert finished["status"].get("submissionAttempts", 1) == 1
     # Same features as without the fault, row for row.
-    features = dataset(s3, document["outputs"]["features"])
+    features = dataset(s3, document, "features")
     expected = NO_FAULT["features"]
     assert list(features["image_id"]) == list(expected["image_id"])
     for got, want in zip(features["features"], expected["features"], strict=True):
         assert list(got["values"]) == list(want["values"])
     # Committed exactly once: one version of each dataset, nothing half-written left behind.
     keys = all_objects(s3, f"{OUTPUT}/")
-    assert not [key for key in keys if "__magic" in key or "_temporary" in key]
+    assert not [key for key in keys if any(part in key for part in WRITER_LEFTOVERS)]
     assert not s3.list_multipart_uploads(Bucket=BUCKET, Prefix=f"{OUTPUT}/").get("Uploads")
-    versions: dict[str, set[str]] = {}
+    # Each dataset folder of the output exists in one version only, the one run.json names
+    # (the plain name of a first run or a later `name@N`).
+    folders: dict[str, set[str]] = {}
     for key in keys:
-        top = key[len(OUTPUT) + 1 :].split("/", 1)[0]
-        if "@" in top:
-            name, version = top.split("@", 1)
-            versions.setdefault(name, set()).add(version)
-    assert versions and all(len(v) == 1 for v in versions.values()), versions
-    for name, uri in document["outputs"].items():
-        if name in versions:
-            assert uri.rstrip("/").endswith(f"{name}@{next(iter(versions[name]))}"), uri
+        relative = key[len(OUTPUT) + 1 :]
+        if "/" in relative:
+            top = relative.split("/", 1)[0]
+            folders.setdefault(top.split("@", 1)[0], set()).add(top)
+    assert {"features", "rejected"} <= folders.keys(), folders
+    for name, stored in document["outputs"].items():
+        if name in folders:
+            assert folders[name] == {stored.rstrip("/")}, (name, folders[name])
