@@ -32,6 +32,8 @@ from e2e.cluster import (
     all_objects,
     check_run,
     dataset,
+    featurize_tasks,
+    featurizing_executors,
     kubectl,
     s3_client,
     wait_completed,
@@ -49,6 +51,8 @@ pytestmark = [
 ]
 
 CLASSES, TRAINING, TEST = 4, 6, 3
+# The label the Spark driver gives each executor pod: its executor id.
+EXECUTOR_ID = "spark-exec-id"
 
 
 @pytest.fixture(scope="module")
@@ -157,25 +161,34 @@ def test_d_executor_deleted_during_featurization(kube, s3, planted, recorder: Re
     if "features" not in NO_FAULT:
         pytest.skip("needs the features of test_c's run without fault")
     run(*SUBMIT, "-n", NAMESPACE, "--replace", "--no-wait")
+    # The executor is deleted while it runs a featurize task, not merely once featurize began.
     deleted = None
     deadline = time.monotonic() + 1800
     while deleted is None and time.monotonic() < deadline:
         submission = (application(api).get("status") or {}).get("submissionID")
-        drivers = recorder.role("driver", submission) if submission else []
-        started = any("stage featurize: started" in recorder.log(pod) for pod in drivers)
-        executors = [
-            pod for pod in recorder.role("executor", submission) if pod.status.phase == "Running"
+        running = [
+            pod
+            for pod in recorder.role("driver", submission) + recorder.role("executor", submission)
+            if submission and pod.status.phase == "Running"
         ]
-        if started and executors:
-            deleted = executors[0].metadata.name
-            core.delete_namespaced_pod(deleted, NAMESPACE, grace_period_seconds=0)
+        drivers = [pod for pod in running if pod.metadata.labels["spark-role"] == "driver"]
+        busy = featurizing_executors(core, drivers[0].metadata.name) if drivers else set()
+        victims = [pod for pod in running if pod.metadata.labels.get(EXECUTOR_ID) in busy]
+        if victims:
+            deleted = victims[0].metadata.labels[EXECUTOR_ID]
+            core.delete_namespaced_pod(victims[0].metadata.name, NAMESPACE, grace_period_seconds=0)
+            print(f"deleted executor {deleted} ({victims[0].metadata.name}) during featurize")
         time.sleep(0.5)
-    assert deleted, "featurization never started with a running executor"
+    assert deleted, "no executor ever ran a featurize task"
     finished = wait_completed(api, core)
     document = check_run(s3, recorder, finished, planted)
     # A replacement executor was created, and the driver was never restarted.
     executors = recorder.role("executor", finished["status"]["submissionID"])
     assert len(executors) >= 3, [pod.metadata.name for pod in executors]
+    # The event log shows the fault hit featurization: tasks of the deleted executor were lost.
+    ends = featurize_tasks(s3, finished["status"]["sparkApplicationId"])
+    lost = {executor for executor, reason in ends if reason == "ExecutorLostFailure"}
+    assert lost == {deleted}, ends
     assert finished["status"].get("executionAttempts", 1) == 1
     assert finished["status"].get("submissionAttempts", 1) == 1
     # Same features as without the fault, row for row.
