@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from fruitlens import sparkapp
+from fruitlens.outputs.commit import WRITER_LEFTOVERS
 from support.cluster import (
     APP,
     BUCKET,
@@ -32,6 +33,8 @@ from support.cluster import (
     all_objects,
     check_run,
     dataset,
+    featurize_tasks,
+    featurizing_executors,
     kubectl,
     s3_client,
     wait_completed,
@@ -48,6 +51,8 @@ pytestmark = [
 ]
 
 CLASSES, TRAINING, TEST = 4, 6, 3
+# The label the Spark driver gives each executor pod: its executor id.
+EXECUTOR_ID = "spark-exec-id"
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +151,7 @@ def test_c_fruitlens_submit(kube, s3, planted, recorder: Recorder) -> None:
     assert f"SparkApplication {NAMESPACE}/{APP}: COMPLETED" in proc.stdout
     assert "stage featurize: done" in proc.stdout
     document = check_run(s3, recorder, application(api), planted)
-    NO_FAULT["features"] = dataset(s3, document["outputs"]["features"])
+    NO_FAULT["features"] = dataset(s3, document, "features")
 
 
 def test_d_executor_deleted_during_featurization(kube, s3, planted, recorder: Recorder) -> None:
@@ -156,44 +161,55 @@ def test_d_executor_deleted_during_featurization(kube, s3, planted, recorder: Re
     if "features" not in NO_FAULT:
         pytest.skip("needs the features of test_c's run without fault")
     run(*SUBMIT, "-n", NAMESPACE, "--replace", "--no-wait")
+    # The executor is deleted while it runs a featurize task, not merely once featurize began.
     deleted = None
     deadline = time.monotonic() + 1800
     while deleted is None and time.monotonic() < deadline:
         submission = (application(api).get("status") or {}).get("submissionID")
-        drivers = recorder.role("driver", submission) if submission else []
-        started = any("stage featurize: started" in recorder.log(pod) for pod in drivers)
-        executors = [
-            pod for pod in recorder.role("executor", submission) if pod.status.phase == "Running"
+        running = [
+            pod
+            for pod in recorder.role("driver", submission) + recorder.role("executor", submission)
+            if submission and pod.status.phase == "Running"
         ]
-        if started and executors:
-            deleted = executors[0].metadata.name
-            core.delete_namespaced_pod(deleted, NAMESPACE, grace_period_seconds=0)
+        drivers = [pod for pod in running if pod.metadata.labels["spark-role"] == "driver"]
+        busy = featurizing_executors(core, drivers[0].metadata.name) if drivers else set()
+        victims = [pod for pod in running if pod.metadata.labels.get(EXECUTOR_ID) in busy]
+        if victims:
+            deleted = victims[0].metadata.labels[EXECUTOR_ID]
+            core.delete_namespaced_pod(victims[0].metadata.name, NAMESPACE, grace_period_seconds=0)
+            print(f"deleted executor {deleted} ({victims[0].metadata.name}) during featurize")
         time.sleep(0.5)
-    assert deleted, "featurization never started with a running executor"
+    assert deleted, "no executor ever ran a featurize task"
     finished = wait_completed(api, core)
     document = check_run(s3, recorder, finished, planted)
     # A replacement executor was created, and the driver was never restarted.
     executors = recorder.role("executor", finished["status"]["submissionID"])
     assert len(executors) >= 3, [pod.metadata.name for pod in executors]
+    # The event log shows the fault hit featurization: tasks of the deleted executor were lost.
+    ends = featurize_tasks(s3, finished["status"]["sparkApplicationId"])
+    lost = {executor for executor, reason in ends if reason == "ExecutorLostFailure"}
+    assert lost == {deleted}, ends
     assert finished["status"].get("executionAttempts", 1) == 1
     assert finished["status"].get("submissionAttempts", 1) == 1
     # Same features as without the fault, row for row.
-    features = dataset(s3, document["outputs"]["features"])
+    features = dataset(s3, document, "features")
     expected = NO_FAULT["features"]
     assert list(features["image_id"]) == list(expected["image_id"])
     for got, want in zip(features["features"], expected["features"], strict=True):
         assert list(got["values"]) == list(want["values"])
     # Committed exactly once: one version of each dataset, nothing half-written left behind.
     keys = all_objects(s3, f"{OUTPUT}/")
-    assert not [key for key in keys if "__magic" in key or "_temporary" in key]
+    assert not [key for key in keys if any(part in key for part in WRITER_LEFTOVERS)]
     assert not s3.list_multipart_uploads(Bucket=BUCKET, Prefix=f"{OUTPUT}/").get("Uploads")
-    versions: dict[str, set[str]] = {}
+    # Each dataset folder of the output exists in one version only, the one run.json names
+    # (the plain name of a first run or a later `name@N`).
+    folders: dict[str, set[str]] = {}
     for key in keys:
-        top = key[len(OUTPUT) + 1 :].split("/", 1)[0]
-        if "@" in top:
-            name, version = top.split("@", 1)
-            versions.setdefault(name, set()).add(version)
-    assert versions and all(len(v) == 1 for v in versions.values()), versions
-    for name, uri in document["outputs"].items():
-        if name in versions:
-            assert uri.rstrip("/").endswith(f"{name}@{next(iter(versions[name]))}"), uri
+        relative = key[len(OUTPUT) + 1 :]
+        if "/" in relative:
+            top = relative.split("/", 1)[0]
+            folders.setdefault(top.split("@", 1)[0], set()).add(top)
+    assert {"features", "rejected"} <= folders.keys(), folders
+    for name, stored in document["outputs"].items():
+        if name in folders:
+            assert folders[name] == {stored.rstrip("/")}, (name, folders[name])

@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pandas as pd
 import yaml
 
 from fruitlens import sparkapp
+from fruitlens.outputs.commit import dataset_location
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "fruitlens"
@@ -62,7 +64,10 @@ def read(s3: Any, key: str) -> bytes:
     return s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
 
 
-def dataset(s3: Any, uri: str) -> pd.DataFrame:
+def dataset(s3: Any, document: dict[str, Any], name: str) -> pd.DataFrame:
+    """A committed dataset of the run, where its run.json names it (relative to the run, as
+    fruitlens's own readers resolve it)."""
+    uri = dataset_location(f"s3a://{BUCKET}/{OUTPUT}", document, name)
     prefix = uri.removeprefix(f"s3a://{BUCKET}/").rstrip("/") + "/"
     frames = [
         pd.read_parquet(io.BytesIO(read(s3, key)))
@@ -146,8 +151,8 @@ class Recorder:
             self._stop.wait(1.0)
 
 
-def featurize_executors(s3: Any, application_id: str) -> dict[str, int]:
-    """Executor id -> featurize tasks it finished, from the application's event log in S3."""
+def featurize_tasks(s3: Any, application_id: str) -> list[tuple[str, str]]:
+    """(executor id, end reason) of every featurize task, from the application's event log in S3."""
     # Spark 4 rolls event logs: eventlog_v2_<app>/events_<n>_<app>, next to an appstatus marker.
     keys = sorted(
         key
@@ -166,16 +171,49 @@ def featurize_executors(s3: Any, application_id: str) -> dict[str, int]:
         ):
             stages.update(event["Stage IDs"])
     assert stages, "no Spark job described as featurize in the event log"
-    done: dict[str, int] = {}
-    for event in events:
-        if (
-            event["Event"] == "SparkListenerTaskEnd"
-            and event["Stage ID"] in stages
-            and event["Task End Reason"]["Reason"] == "Success"
+    return [
+        (event["Task Info"]["Executor ID"], event["Task End Reason"]["Reason"])
+        for event in events
+        if event["Event"] == "SparkListenerTaskEnd" and event["Stage ID"] in stages
+    ]
+
+
+def featurize_executors(s3: Any, application_id: str) -> dict[str, int]:
+    """Executor id -> featurize tasks it finished."""
+    return dict(
+        Counter(
+            executor
+            for executor, reason in featurize_tasks(s3, application_id)
+            if reason == "Success"
+        )
+    )
+
+
+def featurizing_executors(core: Any, driver: str) -> set[str]:
+    """Ids of the executors running a task of the featurize job right now, from the driver's
+    Spark UI REST API (through the API server's pod proxy); empty until the UI answers."""
+    from kubernetes.client.exceptions import ApiException
+
+    def get(path: str) -> Any:
+        response = core.connect_get_namespaced_pod_proxy_with_path(
+            f"{driver}:4040", NAMESPACE, f"api/v1/{path}", _preload_content=False
+        )
+        return json.loads(response.data)
+
+    try:
+        applications = get("applications")
+        if not applications:
+            return set()
+        app = applications[0]["id"]
+        # One job runs at a time in the driver: while featurize runs, busy executors run its tasks.
+        if not any(
+            job["status"] == "RUNNING" and job.get("description") == "featurize"
+            for job in get(f"applications/{app}/jobs")
         ):
-            executor = event["Task Info"]["Executor ID"]
-            done[executor] = done.get(executor, 0) + 1
-    return done
+            return set()
+        return {e["id"] for e in get(f"applications/{app}/executors") if e["activeTasks"] > 0}
+    except (ApiException, ValueError):  # the UI is not up yet, or just went away
+        return set()
 
 
 def expected_rejections(planted: dict[str, str | None]) -> dict[str, str]:
@@ -203,7 +241,7 @@ def check_run(
     document = json.loads(read(s3, f"{OUTPUT}/run.json"))
     images = document["images"]
     assert images["listed"] == images["processed"] + images["rejected"], images
-    rejected = dataset(s3, document["outputs"]["rejected"])
+    rejected = dataset(s3, document, "rejected")
     reasons = dict(zip(rejected["path"], rejected["reason"], strict=True))
     assert reasons == expected_rejections(planted)
     assert images["listed"] == len(planted)
