@@ -197,7 +197,10 @@ def cross_validate(
             )
         )
     fits = [(fold, index) for fold in range(folds) for index in range(len(grid))]
-    fit = inheritable_thread_target(partial(_fit_and_score, estimator, grid, evaluator, tables))
+    # The pool's threads carry the caller's job properties, as CrossValidator's do.
+    fit = inheritable_thread_target(data.sparkSession)(
+        partial(_fit_and_score, estimator, grid, evaluator, tables)
+    )
     scores = np.zeros((folds, len(grid)))
     with ThreadPool(processes=len(fits)) as pool:
         for (fold, index), metric in zip(fits, pool.map(fit, fits), strict=True):
