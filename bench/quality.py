@@ -23,7 +23,10 @@ LIMITS = {
 def dataset(run: Path, document: dict[str, Any], name: str) -> Any:
     import pandas as pd
 
-    location = document.get("outputs", {}).get(name, str(run / name))
+    from fruitlens.outputs.commit import resolved_outputs
+
+    # run.json names its outputs relative to the run: resolved against the run's folder.
+    location = resolved_outputs(str(run), document).get(name, str(run / name))
     return pd.read_parquet(location.removeprefix("file:"))
 
 
