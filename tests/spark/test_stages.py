@@ -241,7 +241,8 @@ def trained(fruit_features: DataFrame):
 def test_train_score_evaluate_and_the_model_card(trained):
     model, chosen, training, test = trained
     assert classify.classes_of(model) == sorted(COLOURS)
-    assert set(chosen) == {"regParam", "cv_accuracy"}
+    assert set(chosen) == {"regParam", "cv_accuracy", "cv_best_accuracy"}
+    assert chosen["cv_accuracy"] <= chosen["cv_best_accuracy"]
     scored = classify.score(model, test)
     result = evaluate.metrics(scored, classify.classes_of(model))
     assert result["accuracy"] == 1.0 and result["images"] == 9  # plain colours: separable
