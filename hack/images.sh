@@ -31,7 +31,7 @@ build_project() {
     --build-arg "BASE_IMAGE=$STANDIN_IMAGE" --target python-deps -t "$deps" "$REPO"
   if [[ ! -s $WEIGHTS ]]; then
     mkdir -p "$(dirname "$WEIGHTS")"
-    podman run --rm -v "$REPO/tests/image:/scripts:ro" -v "$(dirname "$WEIGHTS"):/out" "$deps" \
+    podman run --rm -v "$REPO/tests/support/image:/scripts:ro" -v "$(dirname "$WEIGHTS"):/out" "$deps" \
       /opt/fruitlens/venv/bin/python /scripts/make_weights.py "/out/$WEIGHTS_NAME"
   fi
   # The Dockerfile fetches the weights over HTTP with a checksum, as in production.
@@ -40,8 +40,10 @@ build_project() {
   python3 -m http.server --bind 127.0.0.1 --directory "$(dirname "$WEIGHTS")" "$port" \
     >/dev/null 2>&1 &
   local server=$!
+  # A RETURN trap stays set after the function: clear it, or it fires again when the caller
+  # returns and its failed kill stops the script (set -e).
   # shellcheck disable=SC2064
-  trap "kill $server 2>/dev/null" RETURN
+  trap "kill $server 2>/dev/null || true; trap - RETURN" RETURN
   wait_for 10 "weights server" curl -sf -o /dev/null "http://127.0.0.1:$port/"
   podman build "${build_flags[@]}" -f "$REPO/docker/Dockerfile" \
     --build-arg "BASE_IMAGE=$STANDIN_IMAGE" \
