@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from pyspark.ml import Pipeline
+from pyspark.ml.feature import StringIndexer
 from pyspark.ml.linalg import Vectors
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -260,6 +262,62 @@ def test_train_score_evaluate_and_the_model_card(trained):
         classify.check_compatible(card, "cd" * 32, 100)
     with pytest.raises(classify.ModelError, match="px"):
         classify.check_compatible(card, "ab" * 32, 64)
+
+
+def overlapping_classes(classes: int, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features, labels and weights of overlapping classes, in columns of unequal scales with
+    uneven weights: what the standardisation and the weighted penalty of fit_like_spark must
+    get right, and what leaves cross-validation real errors to count."""
+    rng = np.random.default_rng(classes)
+    y = rng.integers(0, classes, rows)
+    x = rng.normal(size=(rows, 4)) * np.array([1.0, 6.0, 0.1, 2.0]) + y[:, None] * 0.7
+    return x, y, rng.uniform(0.5, 2.0, rows)
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_cross_validation_in_tasks_fits_spark_ml_s_own_model(spark: SparkSession, classes: int):
+    x, y, w = overlapping_classes(classes, 90)
+    table = spark.createDataFrame(
+        [
+            (Vectors.dense(row), float(label), float(weight))
+            for row, label, weight in zip(x, y, w, strict=True)
+        ],
+        ["pca", classify.LABEL_INDEX, classify.WEIGHT],
+    )
+    estimator, grid = classify._estimator("logreg", 4, classes, True, 0)
+    scale = classify.spark_std(x, w)
+    for point in grid:
+        spark_model = estimator.fit(table, point)
+        spark_probabilities = np.array(
+            [row["probability"].toArray() for row in spark_model.transform(table).collect()]
+        )
+        ours = classify.fit_like_spark(x / scale, y, w, point[estimator.regParam])
+        assert ours.predict_proba(x / scale) == pytest.approx(spark_probabilities, abs=1e-4)
+
+
+def test_cross_validation_scores_alike_in_tasks_and_with_spark_ml(
+    spark: SparkSession, monkeypatch: pytest.MonkeyPatch
+):
+    x, y, _ = overlapping_classes(3, 120)
+    data = classify.with_class_weights(
+        spark.createDataFrame(
+            [(Vectors.dense(row), f"class {label}") for row, label in zip(x, y, strict=True)],
+            ["features", "label"],
+        )
+    )
+    indexer = StringIndexer(
+        inputCol="label", outputCol=classify.LABEL_INDEX, stringOrderType="alphabetAsc"
+    )
+    preparation = Pipeline(stages=[indexer, *reduce.pca_pipeline(3).getStages()])
+    estimator, grid = classify._estimator("logreg", 3, 3, True, 0)
+
+    def scores(in_task_max_values: int) -> np.ndarray:
+        monkeypatch.setattr(classify, "IN_TASK_MAX_VALUES", in_task_max_values)
+        return classify.cross_validate(preparation, estimator, grid, data, 3, 1, 3)
+
+    in_tasks = scores(10**6)
+    assert 0.4 < in_tasks.mean() < 1.0  # real errors, so a fold or a point out of place shows
+    assert in_tasks == pytest.approx(scores(0), abs=1e-9)
 
 
 def test_min_confidence_turns_unsure_predictions_into_unknown(trained):

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from multiprocessing.pool import ThreadPool
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.classification import LogisticRegression, MultilayerPerceptronClassifier
 from pyspark.ml.evaluation import MulticlassClassificationEvaluator
@@ -24,6 +26,8 @@ from pyspark.ml.tuning import ParamGridBuilder
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.util import inheritable_thread_target
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression as SklearnLogisticRegression
 
 import fruitlens
 from fruitlens import checksum, paths
@@ -38,6 +42,11 @@ WEIGHT = "class_weight"
 TOP_K = 3  # the ranking's length, never more than the model's classes (see `top_k`)
 # model_dir is one folder name beside model.json (model, model@3): never a path elsewhere.
 _MODEL_DIR = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]*$")
+# Cross-validation fits a fold in one Python task while the fold's compact table holds at most
+# this many values (rows x k): 80 MB of float64, a few times that with the fit's copies, which a
+# Python worker holds beside a default executor (100 000 images at k = 100). Beyond it, Spark ML
+# fits each grid point across the cluster.
+IN_TASK_MAX_VALUES = 10_000_000
 
 
 class ModelError(UsageError):
@@ -118,7 +127,7 @@ def train(
     if classes < 2:
         raise ModelError(f"training needs at least 2 classes, got {classes}")
     estimator, grid = _estimator(kind, k, classes, weighted, seed)
-    scores = cross_validate(preparation, estimator, grid, data, folds, seed)
+    scores = cross_validate(preparation, estimator, grid, data, folds, seed, k)
     best = choose_grid_point(scores, regularised=kind == "logreg")
     chosen = {param.name: value for param, value in grid[best].items()}
     chosen["cv_accuracy"] = float(scores[:, best].mean())
@@ -169,6 +178,7 @@ def cross_validate(
     data: DataFrame,
     folds: int,
     seed: int,
+    k: int,
 ) -> np.ndarray:
     """Validation accuracy of each fold (rows) and grid point (columns): Spark ML's
     CrossValidator's folds and metric, with the preparation (label index, scaler, PCA) fitted
@@ -176,12 +186,10 @@ def cross_validate(
 
     The preparation does not depend on the grid, so its fit, and the k-wide table it makes, are
     shared by the grid's fits: each fold's table is cached compact (k values a row instead of
-    512 and the pipeline behind them). Then every fit of every fold runs side by side: each
-    L-BFGS iteration is a tiny Spark job (~1 ms of arithmetic in a ~45 ms task on the bench's
-    1x slice), so one fold at a time, CrossValidator's way, left the scheduler waiting on the
-    driver. Each fit reads only its own cached table, so its result is the same either way.
+    512 and the pipeline behind them). A logistic regression's fold that fits one Python task
+    (`IN_TASK_MAX_VALUES`) is scored there, the whole grid in one Spark job; otherwise (larger
+    folds, the MLP) each fit is a Spark ML fit.
     """
-    evaluator = MulticlassClassificationEvaluator(labelCol=LABEL_INDEX, metricName="accuracy")
     # The folds of CrossValidator._kFold: a seeded uniform column, fold i = [i/n, (i+1)/n).
     marked = data.select("*", F.rand(seed).alias("_fold_draw"))
     draw = F.col("_fold_draw")
@@ -196,19 +204,122 @@ def cross_validate(
                 _compact(fitted.transform(held_out)).persist(),
             )
         )
-    fits = [(fold, index) for fold in range(folds) for index in range(len(grid))]
-    # The pool's threads carry the caller's job properties, as CrossValidator's do.
-    fit = inheritable_thread_target(data.sparkSession)(
-        partial(_fit_and_score, estimator, grid, evaluator, tables)
-    )
-    scores = np.zeros((folds, len(grid)))
-    with ThreadPool(processes=len(fits)) as pool:
-        for (fold, index), metric in zip(fits, pool.map(fit, fits), strict=True):
-            scores[fold, index] = metric
+    if isinstance(estimator, LogisticRegression) and data.count() * k <= IN_TASK_MAX_VALUES:
+        scores = _score_in_tasks(estimator, grid, tables)
+    else:
+        scores = _score_with_spark_ml(estimator, grid, tables, data.sparkSession)
     for training, validation in tables:
         training.unpersist()
         validation.unpersist()
     return scores
+
+
+def _score_with_spark_ml(
+    estimator: Any, grid: list, tables: list[tuple[DataFrame, DataFrame]], spark: SparkSession
+) -> np.ndarray:
+    """Every fit of every fold side by side, each a Spark ML fit: each L-BFGS iteration is a
+    tiny Spark job (~1 ms of arithmetic in a ~45 ms task on the bench's 1x slice), so one fold
+    at a time, CrossValidator's way, left the scheduler waiting on the driver."""
+    evaluator = MulticlassClassificationEvaluator(labelCol=LABEL_INDEX, metricName="accuracy")
+    fits = [(fold, index) for fold in range(len(tables)) for index in range(len(grid))]
+    # The pool's threads carry the caller's job properties, as CrossValidator's do.
+    fit = inheritable_thread_target(spark)(
+        partial(_fit_and_score, estimator, grid, evaluator, tables)
+    )
+    scores = np.zeros((len(tables), len(grid)))
+    with ThreadPool(processes=len(fits)) as pool:
+        for (fold, index), metric in zip(fits, pool.map(fit, fits), strict=True):
+            scores[fold, index] = metric
+    return scores
+
+
+def _score_in_tasks(
+    estimator: LogisticRegression, grid: list, tables: list[tuple[DataFrame, DataFrame]]
+) -> np.ndarray:
+    """One Spark job for the whole grid: each fold's compact table goes to one Python task,
+    which fits every grid point with scikit-learn's L-BFGS on Spark ML's own objective (see
+    `fit_like_spark`) and scores its validation rows.
+
+    The objective is strictly convex, so both optimisers reach the same model; only how close
+    each gets to it differs (Spark stops after 100 iterations). The final model is still fitted
+    by Spark ML, on the whole Training split."""
+    weight = F.col(WEIGHT) if WEIGHT in tables[0][0].columns else F.lit(1.0)
+    rows = [
+        table.select(
+            F.lit(fold).alias("fold"),
+            F.lit(held_out).alias("held_out"),
+            vector_to_array(F.col("pca")).alias("x"),
+            F.col(LABEL_INDEX).alias("y"),
+            weight.cast("double").alias("w"),
+        )
+        for fold, pair in enumerate(tables)
+        for held_out, table in zip((False, True), pair, strict=True)
+    ]
+    stacked = rows[0]
+    for more in rows[1:]:
+        stacked = stacked.unionByName(more)
+    reg_params = [point[estimator.regParam] for point in grid]
+    scored = (
+        stacked.groupBy("fold")
+        .applyInPandas(
+            partial(_fit_fold, reg_params), schema="fold int, point int, accuracy double"
+        )
+        .collect()
+    )
+    scores = np.zeros((len(tables), len(grid)))
+    for row in scored:
+        scores[row["fold"], row["point"]] = row["accuracy"]
+    return scores
+
+
+def _fit_fold(reg_params: list[float], fold: pd.DataFrame) -> pd.DataFrame:
+    training = fold[~fold["held_out"]]
+    validation = fold[fold["held_out"]]
+    x, w = np.stack(training["x"].to_numpy()), training["w"].to_numpy()
+    scale = spark_std(x, w)
+    x_validation = np.stack(validation["x"].to_numpy()) / scale
+    accuracies = []
+    for reg_param in reg_params:
+        model = fit_like_spark(x / scale, training["y"].to_numpy(), w, reg_param)
+        # An unseen label's index (StringIndexer's "keep") is never predicted: an error, as in
+        # MulticlassClassificationEvaluator.
+        hits = model.predict(x_validation) == validation["y"].to_numpy()
+        accuracies.append(float(hits.mean()))
+    return pd.DataFrame(
+        {"fold": int(fold["fold"].iloc[0]), "point": range(len(reg_params)), "accuracy": accuracies}
+    )
+
+
+def spark_std(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Each column's weighted unbiased standard deviation, Spark's Summarizer's; 1 for a
+    constant column (Spark gives it no weight; its scale then does not matter)."""
+    total = w.sum()
+    mean = (w[:, None] * x).sum(axis=0) / total
+    spread = (w[:, None] * (x - mean) ** 2).sum(axis=0) / (total - (w**2).sum() / total)
+    std = np.sqrt(spread)
+    return np.where(std > 0, std, 1.0)
+
+
+def fit_like_spark(
+    standardized: np.ndarray, y: np.ndarray, w: np.ndarray, reg_param: float
+) -> SklearnLogisticRegression:
+    """scikit-learn's LogisticRegression on the objective Spark ML's multinomial
+    LogisticRegression minimises (L2, standardization on, intercepts unpenalised), given
+    columns divided by `spark_std`:
+
+        (1 / sum w) * sum_i w_i * loss_i  +  reg_param / 2 * ||beta||^2
+
+    scikit-learn minimises C * sum_i w_i * loss_i + ||beta||^2 / 2, so C = 1 / (reg_param *
+    sum w). With two classes scikit-learn fits one coefficient vector where Spark's
+    multinomial family fits two opposite halves, whose penalty is half as big: C doubles."""
+    halves = 2.0 if np.unique(y).size == 2 else 1.0
+    model = SklearnLogisticRegression(
+        C=halves / (reg_param * w.sum()), tol=1e-8, max_iter=1000
+    )
+    with warnings.catch_warnings():
+        # Spark stops at maxIter without a word; so does this, at a much tighter tolerance.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(standardized, y, sample_weight=w)
 
 
 def _fit_and_score(
