@@ -1,46 +1,14 @@
-"""What only a process shows: the README's `make run` end to end, and the console script's exit
-statuses (0 done, 2 wrong usage before any JVM starts; 1 for a failed job is in
-test_reliability_s3.py, where S3 goes away under a running job)."""
+"""What only a process shows: the console script's exit statuses (0 done, 2 wrong usage before
+any JVM starts; 1 for a failed job is in test_reliability_s3.py, where S3 goes away under a
+running job). The README's `make run` runs in a terminal in test_report_browser.py."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from support.cli import run_cli
-from support.paths import REPO
-
-
-def test_make_run_on_a_slice_commits_a_run_and_prints_its_summary(
-    small_slice: Path, tmp_path: Path
-):
-    """`make run` as the README gives it (DATA= a folder, the seeded weights: no ImageNet here)."""
-    output = tmp_path / "run"
-    completed = subprocess.run(
-        [
-            "make",
-            "--no-print-directory",
-            "run",
-            f"DATA={small_slice}",
-            "WEIGHTS=seeded:0",
-            f"OUT={output}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "MAKEFLAGS": ""},
-    )
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    document = json.loads((output / "run.json").read_text())
-    images = document["images"]
-    assert images["listed"] == 6 * 12 and images["processed"] + images["rejected"] == 72
-    assert document["classifier"]["trained"] is True
-    assert "fruitlens run finished" in completed.stdout and "accuracy" in completed.stdout
 
 
 def test_help_exits_0_and_wrong_usage_exits_2_with_one_line_before_spark(tmp_path: Path):

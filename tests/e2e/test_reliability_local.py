@@ -1,5 +1,8 @@
 """Issue 7 on local folders: committed outputs, a killed run, a killed worker, hostile input.
 
+Three fruitlens processes: a first run, a run SIGKILLed while it writes, and the rerun after
+it, one of whose Python workers is killed.
+
 Tiny inputs (3 classes x 4 images, flat, no classifier) keep each run short; `make chaos`
 (mk/chaos.mk) does the same at 20 000+ images.
 """
@@ -148,7 +151,7 @@ def test_fresh_output_keeps_the_plain_names(first_run: Path):
     ]
 
 
-def test_killed_run_leaves_the_previous_output_and_the_rerun_leaves_no_trace(
+def test_killed_run_leaves_the_previous_output_and_the_rerun_survives_a_killed_worker(
     first_run: Path, tiny_input: Path, tmp_path: Path
 ):
     output = tmp_path / "out"
@@ -183,11 +186,13 @@ def test_killed_run_leaves_the_previous_output_and_the_rerun_leaves_no_trace(
     for name in DATASETS:
         assert rows(dataset(output, name)) == rows(before[name]), name
 
-    # 2. the next run (--overwrite) completes, and nothing of the killed one remains.
-    result = run_cli(
-        "run", "--input", str(tiny_input), "--output", str(output), "--overwrite", *TINY_FLAGS
-    )
+    # 2. the next run (--overwrite) completes, though one of its Python workers is killed
+    # mid-task, and nothing of the killed run remains.
+    marker = tmp_path / "worker-killed"
+    result = run_with_a_worker_killed(tiny_input, output, marker, "--overwrite")
     assert result.code == 0, result.stderr[-3000:]
+    assert marker.exists(), "the fault hook never ran: no worker was killed"
+    assert run_json(output)["images"] == run_json(first_run)["images"]
     outputs = run_json(output)["outputs"]
     assert {name: outputs[name] for name in DATASETS} == {name: f"{name}@2" for name in DATASETS}
     assert sorted(p.name for p in output.iterdir()) == sorted(
@@ -199,18 +204,17 @@ def test_killed_run_leaves_the_previous_output_and_the_rerun_leaves_no_trace(
     assert_same_csv(first_run, output)
 
 
-def test_a_killed_python_worker_is_retried_and_changes_nothing(
-    first_run: Path, tiny_input: Path, tmp_path: Path
-):
-    marker = tmp_path / "worker-killed"
-    output = tmp_path / "out"
+def run_with_a_worker_killed(source: Path, output: Path, marker: Path, *flags: str):
+    """`run` whose first Python worker to start a task is killed (support/faults): Spark must
+    retry the task and the run change nothing."""
     faults_dir = str(REPO / "tests" / "support" / "faults")
-    result = run_cli(
+    return run_cli(
         "run",
         "--input",
-        str(tiny_input),
+        str(source),
         "--output",
         str(output),
+        *flags,
         *TINY_FLAGS[:-2],
         # local[N,F]: N threads, F attempts per task (plain local[N] never retries a task).
         "--master",
@@ -222,10 +226,6 @@ def test_a_killed_python_worker_is_retried_and_changes_nothing(
             "PYTHONPATH": os.pathsep.join([faults_dir, os.environ.get("PYTHONPATH", "")]),
         },
     )
-    assert result.code == 0, result.stderr[-3000:]
-    assert marker.exists(), "the fault hook never ran: no worker was killed"
-    assert run_json(output)["images"] == run_json(first_run)["images"]
-    assert_same_rows(first_run, output)
 
 
 def test_hostile_file_names_are_featurized_with_their_names_intact(first_run: Path):

@@ -1,5 +1,6 @@
-"""What a person sees, for real: `fruitlens run` in a pseudo-terminal, then its report.html in
-headless Chromium (Debian's package, installed by `make test` through `make browser`).
+"""What a person sees, for real: the README's `make run` in a pseudo-terminal, then its
+report.html in headless Chromium (Debian's package, installed by `make test` through
+`make browser`).
 
 FRUITLENS_SCREENSHOT=docs/report.png also writes the page's screenshot there (the README's).
 """
@@ -10,7 +11,6 @@ import io
 import json
 import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -34,7 +34,8 @@ CHATTER = re.compile(
 
 @pytest.fixture(scope="module")
 def terminal_run(fruits360: Path, tmp_path_factory: pytest.TempPathFactory):
-    """`fruitlens run` as a person types it in a terminal (pexpect gives it a pty)."""
+    """`make run` as the README gives it (DATA= a folder, the seeded weights: no ImageNet here),
+    typed in a terminal (pexpect gives it a pty)."""
     import pexpect
 
     root = copy_slice(fruits360, tmp_path_factory.mktemp("in"), {"Training": 8, "Test": 4}, 4)
@@ -42,12 +43,11 @@ def terminal_run(fruits360: Path, tmp_path_factory: pytest.TempPathFactory):
     files[f"Odd Cases/{INJECTED_NAME}"] = (b"<html>not a photo</html>\n" * 3, "not_an_image")
     write_tree(root, files)
     output = tmp_path_factory.mktemp("run") / "out"
-    arguments = ["run", "--input", str(root), "--output", str(output), "--weights", "seeded:0"]
     child = pexpect.spawn(
-        sys.executable,
-        ["-m", "fruitlens", *arguments],
+        "make",
+        ["--no-print-directory", "run", f"DATA={root}", "WEIGHTS=seeded:0", f"OUT={output}"],
         cwd=str(REPO),
-        env=dict(os.environ),
+        env={**os.environ, "MAKEFLAGS": ""},
         encoding="utf-8",
         timeout=900,
         dimensions=(40, 200),
@@ -71,6 +71,8 @@ def test_the_terminal_shows_progress_and_the_summary_and_no_chatter(terminal_run
     assert finals and finals[-1].startswith(f"featurize: {listed}/{listed} images (100%)")
     assert "stage featurize: done in" in text and "stage pca: done in" in text
     assert "fruitlens run finished" in text
+    assert json.loads((output / "run.json").read_text())["classifier"]["trained"] is True
+    assert re.search(r"classifier logreg: accuracy [0-9.]+", text)
     assert f"report     {output / 'report.html'}" in text
 
 
