@@ -313,9 +313,7 @@ def fit_like_spark(
     sum w). With two classes scikit-learn fits one coefficient vector where Spark's
     multinomial family fits two opposite halves, whose penalty is half as big: C doubles."""
     halves = 2.0 if np.unique(y).size == 2 else 1.0
-    model = SklearnLogisticRegression(
-        C=halves / (reg_param * w.sum()), tol=1e-8, max_iter=1000
-    )
+    model = SklearnLogisticRegression(C=halves / (reg_param * w.sum()), tol=1e-8, max_iter=1000)
     with warnings.catch_warnings():
         # Spark stops at maxIter without a word; so does this, at a much tighter tolerance.
         warnings.simplefilter("ignore", ConvergenceWarning)
