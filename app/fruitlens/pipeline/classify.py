@@ -185,32 +185,27 @@ def cross_validate(
     once per fold instead of once per fold and grid point.
 
     The preparation does not depend on the grid, so its fit, and the k-wide table it makes, are
-    shared by the grid's fits: each fold's table is cached compact (k values a row instead of
-    512 and the pipeline behind them). A logistic regression's fold that fits one Python task
-    (`IN_TASK_MAX_VALUES`) is scored there, the whole grid in one Spark job; otherwise (larger
-    folds, the MLP) each fit is a Spark ML fit.
+    shared by the grid's fits: each fold's table is compact (k values a row instead of 512). A
+    logistic regression's fold that fits one Python task (`IN_TASK_MAX_VALUES`) is scored there,
+    the whole grid in one Spark job; otherwise (larger folds, the MLP) each fit is a Spark ML fit.
     """
     # The folds of CrossValidator._kFold: a seeded uniform column, fold i = [i/n, (i+1)/n).
-    marked = data.select("*", F.rand(seed).alias("_fold_draw"))
+    # Drawn once and cached: rand's values follow the rows' order in each partition, which a
+    # re-planned evaluation (a join, AQE) may change, and a fold's preparation and its tables
+    # must see the same rows.
+    marked = data.select("*", F.rand(seed).alias("_fold_draw")).persist()
     draw = F.col("_fold_draw")
     tables = []
     for fold in range(folds):
         inside = (draw >= fold / folds) & (draw < (fold + 1) / folds)
         kept, held_out = marked.where(~inside), marked.where(inside)
         fitted = preparation.fit(kept)
-        tables.append(
-            (
-                _compact(fitted.transform(kept)).persist(),
-                _compact(fitted.transform(held_out)).persist(),
-            )
-        )
-    if isinstance(estimator, LogisticRegression) and data.count() * k <= IN_TASK_MAX_VALUES:
+        tables.append((_compact(fitted.transform(kept)), _compact(fitted.transform(held_out))))
+    if isinstance(estimator, LogisticRegression) and marked.count() * k <= IN_TASK_MAX_VALUES:
         scores = _score_in_tasks(estimator, grid, tables)
     else:
         scores = _score_with_spark_ml(estimator, grid, tables, data.sparkSession)
-    for training, validation in tables:
-        training.unpersist()
-        validation.unpersist()
+    marked.unpersist()
     return scores
 
 
@@ -221,6 +216,8 @@ def _score_with_spark_ml(
     tiny Spark job (~1 ms of arithmetic in a ~45 ms task on the bench's 1x slice), so one fold
     at a time, CrossValidator's way, left the scheduler waiting on the driver."""
     evaluator = MulticlassClassificationEvaluator(labelCol=LABEL_INDEX, metricName="accuracy")
+    # Each table is read by every grid point's fit, every L-BFGS iteration: cached.
+    tables = [(training.persist(), validation.persist()) for training, validation in tables]
     fits = [(fold, index) for fold in range(len(tables)) for index in range(len(grid))]
     # The pool's threads carry the caller's job properties, as CrossValidator's do.
     fit = inheritable_thread_target(spark)(
@@ -230,6 +227,9 @@ def _score_with_spark_ml(
     with ThreadPool(processes=len(fits)) as pool:
         for (fold, index), metric in zip(fits, pool.map(fit, fits), strict=True):
             scores[fold, index] = metric
+    for training, validation in tables:
+        training.unpersist()
+        validation.unpersist()
     return scores
 
 
@@ -273,18 +273,24 @@ def _score_in_tasks(
 
 
 def _fit_fold(reg_params: list[float], fold: pd.DataFrame) -> pd.DataFrame:
+    """One fold's accuracy at each grid point, from its training and held-out rows."""
     training = fold[~fold["held_out"]]
-    validation = fold[fold["held_out"]]
-    x, w = np.stack(training["x"].to_numpy()), training["w"].to_numpy()
-    scale = spark_std(x, w)
-    x_validation = np.stack(validation["x"].to_numpy()) / scale
-    accuracies = []
-    for reg_param in reg_params:
-        model = fit_like_spark(x / scale, training["y"].to_numpy(), w, reg_param)
-        # An unseen label's index (StringIndexer's "keep") is never predicted: an error, as in
-        # MulticlassClassificationEvaluator.
-        hits = model.predict(x_validation) == validation["y"].to_numpy()
-        accuracies.append(float(hits.mean()))
+    truth = fold.loc[fold["held_out"], "y"].to_numpy()
+    accuracies = [float("nan")] * len(reg_params)  # no held-out row: 0/0, as Spark's metric
+    if truth.size:
+        x, y, w = np.stack(training["x"].to_numpy()), training["y"].to_numpy(), training["w"]
+        scale = spark_std(x, w.to_numpy())
+        held_out = np.stack(fold.loc[fold["held_out"], "x"].to_numpy()) / scale
+        for point, reg_param in enumerate(reg_params):
+            # A fold whose training rows hold one class: Spark ML's model predicts it always.
+            predicted = (
+                fit_like_spark(x / scale, y, w.to_numpy(), reg_param).predict(held_out)
+                if np.unique(y).size > 1
+                else np.full(truth.size, y[0])
+            )
+            # An unseen label's index (StringIndexer's "keep") is never predicted: an error,
+            # as in MulticlassClassificationEvaluator.
+            accuracies[point] = float(np.mean(predicted == truth))
     return pd.DataFrame(
         {"fold": int(fold["fold"].iloc[0]), "point": range(len(reg_params)), "accuracy": accuracies}
     )
