@@ -11,8 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from pyspark.ml import Pipeline
-from pyspark.ml.feature import StringIndexer
 from pyspark.ml.linalg import Vectors
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -202,6 +200,23 @@ def test_pca_with_fixed_k_and_with_a_variance_target(fruit_features: DataFrame):
     assert table.columns[-3:] == ["pc_1", "pc_2", "pc_3"] and table.count() == rows
 
 
+def test_pca_fitted_with_numpy_projects_as_spark_ml_s(spark: SparkSession):
+    # Unequal column scales and a constant column: what the scaler must get right.
+    rng = np.random.default_rng(7)
+    training = rng.normal(size=(40, 6)) * np.array([1.0, 5.0, 0.2, 3.0, 1.0, 0.0])
+    training[:, 4] += training[:, 0]  # correlated columns: PCA's rotation matters
+    unseen = rng.normal(size=(10, 6))
+    frame = spark.createDataFrame([(Vectors.dense(row),) for row in training], ["features"])
+    fitted = reduce.pca_pipeline(3).fit(frame)
+    unseen_frame = spark.createDataFrame([(Vectors.dense(row),) for row in unseen], ["features"])
+    spark_rows = np.array(
+        [row["pca"].toArray() for row in fitted.transform(unseen_frame).collect()]
+    )
+    ours = reduce.fit_pca_like_spark(training, 3)(unseen)
+    signs = np.sign((ours * spark_rows).sum(axis=0))  # a component's sign is arbitrary
+    assert ours * signs == pytest.approx(spark_rows, abs=1e-9)
+
+
 def test_k_is_capped_by_the_rows(fruit_features: DataFrame):
     few = fruit_features.limit(4)
     assert reduce.fit_reduction(few, 4, FEATURE_DIM, 10, 0.9, 50).k == 4
@@ -305,15 +320,11 @@ def test_cross_validation_scores_alike_in_tasks_and_with_spark_ml(
             ["features", "label"],
         )
     )
-    indexer = StringIndexer(
-        inputCol="label", outputCol=classify.LABEL_INDEX, stringOrderType="alphabetAsc"
-    )
-    preparation = Pipeline(stages=[indexer, *reduce.pca_pipeline(3).getStages()])
     estimator, grid = classify._estimator("logreg", 3, 3, True, 0)
 
     def scores(in_task_max_values: int) -> np.ndarray:
         monkeypatch.setattr(classify, "IN_TASK_MAX_VALUES", in_task_max_values)
-        return classify.cross_validate(preparation, estimator, grid, data, 3, 1, 3)
+        return classify.cross_validate(estimator, grid, data, 3, 1, 3)
 
     in_tasks = scores(10**6)
     assert 0.4 < in_tasks.mean() < 1.0  # real errors, so a fold or a point out of place shows

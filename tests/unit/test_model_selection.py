@@ -9,28 +9,34 @@ import pandas as pd
 from fruitlens.pipeline.classify import _fit_fold, choose_grid_point
 
 
-def fold_rows(training: list[tuple[list[float], int]], held_out: list[tuple[list[float], int]]):
-    """A fold's rows as the task receives them (x, y, w, held_out)."""
-    rows = [(x, float(y), 1.0, False) for x, y in training]
-    rows += [(x, float(y), 1.0, True) for x, y in held_out]
-    frame = pd.DataFrame(rows, columns=["x", "y", "w", "held_out"])
+def fold_rows(training: list[tuple[list[float], str]], held_out: list[tuple[list[float], str]]):
+    """A fold's rows as the task receives them (features x, label, weight w, held_out)."""
+    rows = [(x, label, 1.0, False) for x, label in training]
+    rows += [(x, label, 1.0, True) for x, label in held_out]
+    frame = pd.DataFrame(rows, columns=["x", "label", "w", "held_out"])
     frame["x"] = [np.asarray(x) for x in frame["x"]]
     return frame.assign(fold=1)
 
 
 def test_a_fold_is_scored_at_every_grid_point():
-    training = [([0.0, 1.0], 0), ([0.2, 0.9], 0), ([3.0, -1.0], 1), ([2.8, -0.8], 1)]
-    held_out = [([0.1, 1.1], 0), ([2.9, -1.1], 1), ([0.0, 0.8], 1)]  # the last one is wrong
-    scored = _fit_fold([0.001, 0.1], fold_rows(training, held_out))
+    training = [
+        ([0.0, 1.0], "kiwi"),
+        ([0.2, 0.9], "kiwi"),
+        ([3.0, -1.0], "lime"),
+        ([2.8, -0.8], "lime"),
+    ]
+    held_out = [([0.1, 1.1], "kiwi"), ([2.9, -1.1], "lime"), ([0.0, 0.8], "lime")]  # last: wrong
+    scored = _fit_fold([0.001, 0.1], 2, fold_rows(training, held_out))
     assert list(scored["fold"]) == [1, 1] and list(scored["point"]) == [0, 1]
     assert list(scored["accuracy"]) == [2 / 3, 2 / 3]
 
 
 def test_a_one_class_fold_predicts_its_class_and_an_empty_hold_out_scores_nan():
     # Spark ML fits a one-class fold (a model that always predicts it); scikit-learn refuses to.
-    one_class = _fit_fold([0.1], fold_rows([([0.0], 0), ([1.0], 0)], [([0.5], 0), ([2.0], 1)]))
+    training = [([0.0], "kiwi"), ([1.0], "kiwi")]
+    one_class = _fit_fold([0.1], 1, fold_rows(training, [([0.5], "kiwi"), ([2.0], "lime")]))
     assert list(one_class["accuracy"]) == [0.5]
-    empty = _fit_fold([0.1, 0.01], fold_rows([([0.0], 0), ([1.0], 1)], []))
+    empty = _fit_fold([0.1, 0.01], 1, fold_rows([([0.0], "kiwi"), ([1.0], "lime")], []))
     assert empty["accuracy"].isna().all() and len(empty) == 2
 
 

@@ -13,7 +13,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from multiprocessing.pool import ThreadPool
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,11 +23,9 @@ from pyspark.ml.evaluation import MulticlassClassificationEvaluator
 from pyspark.ml.feature import IndexToString, StringIndexer
 from pyspark.ml.functions import vector_to_array
 from pyspark.ml.tuning import ParamGridBuilder
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.util import inheritable_thread_target
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression as SklearnLogisticRegression
 
 import fruitlens
 from fruitlens import checksum, paths
@@ -36,16 +34,20 @@ from fruitlens.errors import UsageError
 from fruitlens.outputs import names
 from fruitlens.outputs.storage import Storage
 from fruitlens.pipeline import reduce
+from fruitlens.weights import FEATURE_DIM
+
+if TYPE_CHECKING:
+    from sklearn.linear_model import LogisticRegression as SklearnLogisticRegression
 
 LABEL_INDEX = "label_index"
 WEIGHT = "class_weight"
 TOP_K = 3  # the ranking's length, never more than the model's classes (see `top_k`)
 # model_dir is one folder name beside model.json (model, model@3): never a path elsewhere.
 _MODEL_DIR = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]*$")
-# Cross-validation fits a fold in one Python task while the fold's compact table holds at most
-# this many values (rows x k): 80 MB of float64, a few times that with the fit's copies, which a
-# Python worker holds beside a default executor (100 000 images at k = 100). Beyond it, Spark ML
-# fits each grid point across the cluster.
+# Cross-validation prepares and fits a fold in one Python task while the fold's rows hold at most
+# this many feature values (rows x 512): 80 MB of float64, a few times that with the
+# preparation's copies, which a Python worker holds beside a default executor (about 19 500
+# images). Beyond it, each fold is prepared on Spark and Spark ML fits each grid point.
 IN_TASK_MAX_VALUES = 10_000_000
 
 
@@ -113,21 +115,26 @@ def _estimator(kind: str, k: int, classes: int, weighted: bool, seed: int) -> tu
     return logreg, grid
 
 
+def preparation(k: int) -> Pipeline:
+    """What the classifier's input goes through first: the label's index (alphabetical, an
+    unseen label kept as an index of its own), the scaler and a k-component PCA."""
+    indexer = StringIndexer(
+        inputCol="label", outputCol=LABEL_INDEX, handleInvalid="keep", stringOrderType="alphabetAsc"
+    )
+    return Pipeline(stages=[indexer, *reduce.pca_pipeline(k).getStages()])
+
+
 def train(
     training: DataFrame, k: int, kind: str, folds: int, weighted: bool, seed: int
 ) -> tuple[PipelineModel, dict[str, Any]]:
     """Fit the whole pipeline on Training only; CV picks the regularisation."""
     data = with_class_weights(training) if weighted else training
-    indexer = StringIndexer(
-        inputCol="label", outputCol=LABEL_INDEX, handleInvalid="keep", stringOrderType="alphabetAsc"
-    )
-    preparation = Pipeline(stages=[indexer, *reduce.pca_pipeline(k).getStages()])
-    prepared = preparation.fit(data)
+    prepared = preparation(k).fit(data)
     classes = len(prepared.stages[0].labels)
     if classes < 2:
         raise ModelError(f"training needs at least 2 classes, got {classes}")
     estimator, grid = _estimator(kind, k, classes, weighted, seed)
-    scores = cross_validate(preparation, estimator, grid, data, folds, seed, k)
+    scores = cross_validate(estimator, grid, data, folds, seed, k)
     best = choose_grid_point(scores, regularised=kind == "logreg")
     chosen = {param.name: value for param, value in grid[best].items()}
     chosen["cv_accuracy"] = float(scores[:, best].mean())
@@ -172,22 +179,15 @@ def _compact(prepared: DataFrame) -> DataFrame:
 
 
 def cross_validate(
-    preparation: Pipeline,
-    estimator: Any,
-    grid: list,
-    data: DataFrame,
-    folds: int,
-    seed: int,
-    k: int,
+    estimator: Any, grid: list, data: DataFrame, folds: int, seed: int, k: int
 ) -> np.ndarray:
     """Validation accuracy of each fold (rows) and grid point (columns): Spark ML's
-    CrossValidator's folds and metric, with the preparation (label index, scaler, PCA) fitted
-    once per fold instead of once per fold and grid point.
+    CrossValidator's folds and metric, with the `preparation(k)` (label index, scaler, PCA)
+    fitted once per fold instead of once per fold and grid point.
 
-    The preparation does not depend on the grid, so its fit, and the k-wide table it makes, are
-    shared by the grid's fits: each fold's table is compact (k values a row instead of 512). A
-    logistic regression's fold that fits one Python task (`IN_TASK_MAX_VALUES`) is scored there,
-    the whole grid in one Spark job; otherwise (larger folds, the MLP) each fit is a Spark ML fit.
+    A logistic regression's fold that fits one Python task (`IN_TASK_MAX_VALUES`) is prepared
+    and scored there, the whole grid in one Spark job; otherwise (larger folds, the MLP) each
+    fold is prepared on Spark and each fit is a Spark ML fit on the fold's k-wide table.
     """
     # The folds of CrossValidator._kFold: a seeded uniform column, fold i = [i/n, (i+1)/n).
     # Drawn once and cached: rand's values follow the rows' order in each partition, which a
@@ -195,15 +195,21 @@ def cross_validate(
     # must see the same rows.
     marked = data.select("*", F.rand(seed).alias("_fold_draw")).persist()
     draw = F.col("_fold_draw")
-    tables = []
-    for fold in range(folds):
-        inside = (draw >= fold / folds) & (draw < (fold + 1) / folds)
-        kept, held_out = marked.where(~inside), marked.where(inside)
-        fitted = preparation.fit(kept)
-        tables.append((_compact(fitted.transform(kept)), _compact(fitted.transform(held_out))))
-    if isinstance(estimator, LogisticRegression) and marked.count() * k <= IN_TASK_MAX_VALUES:
-        scores = _score_in_tasks(estimator, grid, tables)
+    held_out = [(draw >= fold / folds) & (draw < (fold + 1) / folds) for fold in range(folds)]
+    if (
+        isinstance(estimator, LogisticRegression)
+        and marked.count() * FEATURE_DIM <= IN_TASK_MAX_VALUES
+    ):
+        reg_params = [point[estimator.regParam] for point in grid]
+        scores = _score_in_tasks(reg_params, k, marked, held_out)
     else:
+        tables = []
+        for inside in held_out:
+            kept = marked.where(~inside)
+            fitted = preparation(k).fit(kept)
+            tables.append(
+                (_compact(fitted.transform(kept)), _compact(fitted.transform(marked.where(inside))))
+            )
         scores = _score_with_spark_ml(estimator, grid, tables, data.sparkSession)
     marked.unpersist()
     return scores
@@ -234,63 +240,65 @@ def _score_with_spark_ml(
 
 
 def _score_in_tasks(
-    estimator: LogisticRegression, grid: list, tables: list[tuple[DataFrame, DataFrame]]
+    reg_params: list[float], k: int, marked: DataFrame, held_out: list[Column]
 ) -> np.ndarray:
-    """One Spark job for the whole grid: each fold's compact table goes to one Python task,
-    which fits every grid point with scikit-learn's L-BFGS on Spark ML's own objective (see
-    `fit_like_spark`) and scores its validation rows.
+    """One Spark job for the whole grid: each fold's rows (features, label, weight, held out
+    or not) go to one Python task, which prepares them as `preparation(k)` would (see
+    `reduce.fit_pca_like_spark`), fits every grid point with scikit-learn's L-BFGS on Spark
+    ML's own objective (see `fit_like_spark`) and scores the held-out rows.
 
     The objective is strictly convex, so both optimisers reach the same model; only how close
     each gets to it differs (Spark stops after 100 iterations). The final model is still fitted
     by Spark ML, on the whole Training split."""
-    weight = F.col(WEIGHT) if WEIGHT in tables[0][0].columns else F.lit(1.0)
+    weight = F.col(WEIGHT) if WEIGHT in marked.columns else F.lit(1.0)
     rows = [
-        table.select(
+        marked.select(
             F.lit(fold).alias("fold"),
-            F.lit(held_out).alias("held_out"),
-            vector_to_array(F.col("pca")).alias("x"),
-            F.col(LABEL_INDEX).alias("y"),
+            inside.alias("held_out"),
+            vector_to_array(F.col("features")).alias("x"),
+            F.col("label"),
             weight.cast("double").alias("w"),
         )
-        for fold, pair in enumerate(tables)
-        for held_out, table in zip((False, True), pair, strict=True)
+        for fold, inside in enumerate(held_out)
     ]
     stacked = rows[0]
     for more in rows[1:]:
         stacked = stacked.unionByName(more)
-    reg_params = [point[estimator.regParam] for point in grid]
     scored = (
         stacked.groupBy("fold")
         .applyInPandas(
-            partial(_fit_fold, reg_params), schema="fold int, point int, accuracy double"
+            partial(_fit_fold, reg_params, k), schema="fold int, point int, accuracy double"
         )
         .collect()
     )
-    scores = np.zeros((len(tables), len(grid)))
+    scores = np.zeros((len(held_out), len(reg_params)))
     for row in scored:
         scores[row["fold"], row["point"]] = row["accuracy"]
     return scores
 
 
-def _fit_fold(reg_params: list[float], fold: pd.DataFrame) -> pd.DataFrame:
+def _fit_fold(reg_params: list[float], k: int, fold: pd.DataFrame) -> pd.DataFrame:
     """One fold's accuracy at each grid point, from its training and held-out rows."""
-    training = fold[~fold["held_out"]]
-    truth = fold.loc[fold["held_out"], "y"].to_numpy()
+    training, validation = fold[~fold["held_out"]], fold[fold["held_out"]]
+    # StringIndexer's alphabetical order; a label the training rows lack (its "keep" index)
+    # is never predicted: an error, as in MulticlassClassificationEvaluator.
+    classes = np.unique(training["label"].to_numpy())
+    y = np.searchsorted(classes, training["label"].to_numpy())
+    truth = validation["label"].to_numpy()
     accuracies = [float("nan")] * len(reg_params)  # no held-out row: 0/0, as Spark's metric
     if truth.size:
-        x, y, w = np.stack(training["x"].to_numpy()), training["y"].to_numpy(), training["w"]
-        scale = spark_std(x, w.to_numpy())
-        held_out = np.stack(fold.loc[fold["held_out"], "x"].to_numpy()) / scale
-        for point, reg_param in enumerate(reg_params):
+        if classes.size == 1:
             # A fold whose training rows hold one class: Spark ML's model predicts it always.
-            predicted = (
-                fit_like_spark(x / scale, y, w.to_numpy(), reg_param).predict(held_out)
-                if np.unique(y).size > 1
-                else np.full(truth.size, y[0])
-            )
-            # An unseen label's index (StringIndexer's "keep") is never predicted: an error,
-            # as in MulticlassClassificationEvaluator.
-            accuracies[point] = float(np.mean(predicted == truth))
+            accuracies = [float(np.mean(truth == classes[0]))] * len(reg_params)
+        else:
+            project = reduce.fit_pca_like_spark(np.stack(training["x"].to_numpy()), k)
+            x, w = project(np.stack(training["x"].to_numpy())), training["w"].to_numpy()
+            scale = spark_std(x, w)
+            validation_x = project(np.stack(validation["x"].to_numpy())) / scale
+            for point, reg_param in enumerate(reg_params):
+                model = fit_like_spark(x / scale, y, w, reg_param)
+                predicted = classes[model.predict(validation_x)]
+                accuracies[point] = float(np.mean(predicted == truth))
     return pd.DataFrame(
         {"fold": int(fold["fold"].iloc[0]), "point": range(len(reg_params)), "accuracy": accuracies}
     )
@@ -318,6 +326,11 @@ def fit_like_spark(
     scikit-learn minimises C * sum_i w_i * loss_i + ||beta||^2 / 2, so C = 1 / (reg_param *
     sum w). With two classes scikit-learn fits one coefficient vector where Spark's
     multinomial family fits two opposite halves, whose penalty is half as big: C doubles."""
+    # Only cross-validation's Python tasks fit with it: the driver never pays scikit-learn's
+    # 2 s import at start-up.
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression as SklearnLogisticRegression
+
     halves = 2.0 if np.unique(y).size == 2 else 1.0
     model = SklearnLogisticRegression(C=halves / (reg_param * w.sum()), tol=1e-8, max_iter=1000)
     with warnings.catch_warnings():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,23 @@ def pca_pipeline(k: int, input_col: str = "features", output_col: str = "pca") -
     # 512 activations, whose scales differ by orders of magnitude, on an equal footing).
     scaler = StandardScaler(inputCol=input_col, outputCol="scaled", withMean=True, withStd=True)
     return Pipeline(stages=[scaler, PCA(k=k, inputCol="scaled", outputCol=output_col)])
+
+
+def fit_pca_like_spark(training: np.ndarray, k: int) -> Callable[[np.ndarray], np.ndarray]:
+    """`pca_pipeline(k)` fitted with NumPy on `training` (rows x columns, at least 2 rows), as
+    Spark ML fits it: the scaler's mean and unbiased std (a constant column scales to 0), then
+    the top-k eigenvectors of the scaled rows' covariance, which PCA projects onto without
+    centring again. Returns the fitted transform. Where Spark and this differ is in each
+    component's sign, which no standardised, L2-penalised classifier downstream can tell.
+
+    Cross-validation prepares its folds with it in one Python task each (see
+    classify._score_in_tasks): on Spark, each fold's scaler and PCA were 6 small jobs."""
+    mean = training.mean(axis=0)
+    std = training.std(axis=0, ddof=1)
+    inverse = np.divide(1.0, std, out=np.zeros_like(std), where=std > 0)
+    _, eigenvectors = np.linalg.eigh(np.cov((training - mean) * inverse, rowvar=False))
+    components = eigenvectors[:, ::-1][:, :k]  # eigh sorts ascending
+    return lambda rows: ((rows - mean) * inverse) @ components
 
 
 def choose_k(explained: np.ndarray, target: float) -> int:
