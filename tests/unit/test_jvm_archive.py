@@ -1,0 +1,49 @@
+"""The driver's class-data sharing archive: where it lives, when the JVM is told to map it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+from fruitlens import jars, jvm_archive, paths, session
+from fruitlens.config import Config
+
+# The jars already fetched into the real cache: the tests below move the cache elsewhere.
+JARS = Config(jars_dir=str(paths.cache_dir() / "jars"))
+
+
+@pytest.fixture
+def fake_java(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    java = tmp_path / "jdk" / "bin" / "java"
+    java.parent.mkdir(parents=True)
+    java.write_bytes(b"a JDK's launcher")
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk"))
+    monkeypatch.setenv("FRUITLENS_CACHE", str(tmp_path / "cache"))
+    return java
+
+
+def test_the_archive_is_named_after_spark_and_the_jdk(fake_java: Path, tmp_path: Path):
+    archive = jvm_archive.archive_path()
+    assert archive.parent == tmp_path / "cache" / "jvm"
+    assert archive.name.startswith(f"spark-{jars.spark_version()}-")
+    assert jvm_archive.archive_path() == archive
+    fake_java.write_bytes(b"another JDK's launcher, installed in its place")
+    os.utime(fake_java, ns=(0, 10**18))
+    assert jvm_archive.archive_path() != archive  # never mapped by a JVM it was not made by
+
+
+def test_the_driver_maps_the_archive_only_once_recorded(fake_java: Path):
+    def driver_options() -> str:
+        return session.spark_settings(JARS)["spark.driver.extraJavaOptions"]
+
+    assert "SharedArchiveFile" not in driver_options()
+    archive = jvm_archive.archive_path()
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(b"recorded")
+    assert driver_options().endswith(f" -XX:SharedArchiveFile={archive}")
+    # A setting given with --spark-conf is the user's, archive or not.
+    chosen = dataclasses.replace(JARS, spark_conf=["spark.driver.extraJavaOptions=-Dmine=1"])
+    assert session.spark_settings(chosen)["spark.driver.extraJavaOptions"] == "-Dmine=1"
