@@ -192,6 +192,14 @@ def test_pca_with_fixed_k_and_with_a_variance_target(fruit_features: DataFrame):
     target = reduce.fit_reduction(fruit_features, rows, FEATURE_DIM, None, 0.9, 50)
     assert target.cumulative_variance >= 0.9 - 1e-9
     assert target.k == reduce.choose_k(np.asarray(target.explained_variance), 0.9)
+    # The target's k is sliced off a wider fit: the same components as a k-component fit's.
+    direct = reduce.fit_reduction(fruit_features, rows, FEATURE_DIM, target.k, 0.9, 50)
+    assert target.explained_variance == pytest.approx(direct.explained_variance, abs=1e-12)
+    sliced, fitted = (
+        np.array([row["pca"].toArray() for row in reduce.project(r, fruit_features).collect()])
+        for r in (target, direct)
+    )
+    assert sliced == pytest.approx(fitted, abs=1e-9)
     summary = target.summary(0.9)
     assert summary["k"] == target.k and summary["target_variance"] == 0.9
     projected = reduce.project(fixed, fruit_features)

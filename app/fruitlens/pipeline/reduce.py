@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 from pyspark.ml import Pipeline, PipelineModel
-from pyspark.ml.feature import PCA, StandardScaler
+from pyspark.ml.feature import PCA, StandardScaler, VectorSlicer
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -72,12 +72,18 @@ def fit_reduction(
     if k is not None:
         chosen = min(k, rows, dim)
         model = pca_pipeline(chosen).fit(features)
+        explained = list(model.stages[-1].explainedVariance)
     else:
-        probe = pca_pipeline(ceiling).fit(features)
-        chosen = choose_k(np.asarray(probe.stages[-1].explainedVariance), variance)
-        model = probe if chosen == ceiling else pca_pipeline(chosen).fit(features)
-    explained = [float(v) for v in model.stages[-1].explainedVariance]
-    return Reduction(model=model, k=chosen, explained_variance=explained)
+        probe = pca_pipeline(ceiling, output_col="components").fit(features)
+        explained = list(probe.stages[-1].explainedVariance)
+        chosen = choose_k(np.asarray(explained), variance)
+        # Spark's PCA takes the first k columns of one SVD of the covariance, whatever k: the
+        # probe's first `chosen` components are a `chosen`-component fit's, with no second fit.
+        first = VectorSlicer(inputCol="components", outputCol="pca", indices=list(range(chosen)))
+        model = PipelineModel(stages=[*probe.stages, first])
+    return Reduction(
+        model=model, k=chosen, explained_variance=[float(v) for v in explained[:chosen]]
+    )
 
 
 def project(reduction: Reduction, features: DataFrame) -> DataFrame:
