@@ -31,19 +31,25 @@ def java_binary() -> Path:
 
 
 def archive_path() -> Path:
-    """Named after Spark's version and the java binary, so that another JDK or Spark never
-    maps an archive recorded by this one."""
+    """Named after Spark's version, its install folder and the java binary: the JVM maps an
+    archive only with the class path it was recorded with, so another JDK, Spark or venv (a
+    second clone) records its own instead of failing to map this one."""
     java = java_binary()
     stamp = java.stat() if java.exists() else None
-    identity = f"{java}|{stamp.st_size if stamp else 0}|{stamp.st_mtime_ns if stamp else 0}"
+    identity = (
+        f"{java}|{stamp.st_size if stamp else 0}|{stamp.st_mtime_ns if stamp else 0}"
+        f"|{jars.pyspark_home()}"
+    )
     key = checksum.sha256(identity.encode("utf-8"))[:12]
     return paths.cache_dir() / "jvm" / f"spark-{jars.spark_version()}-{key}.jsa"
 
 
 def java_options() -> str:
-    """The driver JVM's option that maps the archive, when one was recorded."""
+    """The driver JVM's options that map the archive, when one was recorded. The JVM prints
+    why it cannot map an archive on stdout, where a command's JSON goes: an archive is a
+    cache, and a miss is silent (-Xlog:cds*=off)."""
     archive = archive_path()
-    return f" -XX:SharedArchiveFile={archive}" if archive.is_file() else ""
+    return f" -XX:SharedArchiveFile={archive} -Xlog:cds*=off" if archive.is_file() else ""
 
 
 def record() -> Path | None:

@@ -43,7 +43,7 @@ def test_the_driver_maps_the_archive_only_once_recorded(fake_java: Path):
     archive = jvm_archive.archive_path()
     archive.parent.mkdir(parents=True)
     archive.write_bytes(b"recorded")
-    assert driver_options().endswith(f" -XX:SharedArchiveFile={archive}")
+    assert driver_options().endswith(f" -XX:SharedArchiveFile={archive} -Xlog:cds*=off")
     # A setting given with --spark-conf is the user's, archive or not.
     chosen = dataclasses.replace(JARS, spark_conf=["spark.driver.extraJavaOptions=-Dmine=1"])
     assert session.spark_settings(chosen)["spark.driver.extraJavaOptions"] == "-Dmine=1"
