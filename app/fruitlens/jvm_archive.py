@@ -4,7 +4,8 @@ AppCDS), kept in the cache beside the jars.
 A JVM that maps it skips loading and verifying about 10 000 classes: on 2 vCPUs a local
 session started in 4.0 s instead of 6.2, and its first job ran in 1.7 s instead of 3.5. The
 archive is optional: without it (or with one the JVM cannot use, which it ignores silently)
-the driver starts as before. `python -m fruitlens.jvm_archive` records it, once per cache;
+the driver starts as before. `python -m fruitlens.jvm_archive` records it, once per cache and
+Spark install;
 `make run` and `make test` call it through `make jars`.
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from fruitlens import checksum, jars, paths
 
-# Recording starts a JVM, runs a few tiny jobs and writes ~140 MB: well under a minute.
+# Recording starts a JVM, runs a few tiny jobs and writes ~200 MB: well under a minute.
 RECORD_TIMEOUT_S = 300
 
 

@@ -291,8 +291,9 @@ def _fit_fold(reg_params: list[float], k: int, fold: pd.DataFrame) -> pd.DataFra
             # A fold whose training rows hold one class: Spark ML's model predicts it always.
             accuracies = [float(np.mean(truth == classes[0]))] * len(reg_params)
         else:
-            project = reduce.fit_pca_like_spark(np.stack(training["x"].to_numpy()), k)
-            x, w = project(np.stack(training["x"].to_numpy())), training["w"].to_numpy()
+            features = np.stack(training["x"].to_numpy())
+            project = reduce.fit_pca_like_spark(features, k)
+            x, w = project(features), training["w"].to_numpy()
             scale = spark_std(x, w)
             validation_x = project(np.stack(validation["x"].to_numpy())) / scale
             for point, reg_param in enumerate(reg_params):
