@@ -266,6 +266,9 @@ def trained(fruit_features: DataFrame):
 def test_train_score_evaluate_and_the_model_card(trained):
     model, chosen, training, test = trained
     assert classify.classes_of(model) == sorted(COLOURS)
+    # One probability per class Training holds: none for StringIndexer's "unseen label" index,
+    # which no image can be predicted as (an index past the class names).
+    assert model.stages[-2].numClasses == len(COLOURS)
     assert set(chosen) == {"regParam", "cv_accuracy", "cv_best_accuracy"}
     assert chosen["cv_accuracy"] <= chosen["cv_best_accuracy"]
     scored = classify.score(model, test)

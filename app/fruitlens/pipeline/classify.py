@@ -173,8 +173,20 @@ def choose_grid_point(fold_scores: np.ndarray, regularised: bool) -> int:
 
 
 def _compact(prepared: DataFrame) -> DataFrame:
-    """What the classifier reads of a prepared table: k PCA values, the label, the weight."""
-    keep = [name for name in ("pca", LABEL_INDEX, WEIGHT) if name in prepared.columns]
+    """What the classifier reads of a prepared table: k PCA values, the label, the weight.
+
+    The label index leaves StringIndexer's metadata behind. With handleInvalid="keep" it lists
+    one class more than Training holds (the index of labels Training never saw), and Spark ML's
+    LogisticRegression takes its class count from it: it fitted that class too, which an odd
+    image could then rank in its top 3, an index past the class names. Without the metadata the
+    class count is the rows' own. (A cast to its own type is what drops it: withMetadata and
+    alias take an empty metadata for none given and keep the old.)
+    """
+    keep = [
+        F.col(name).cast("double").alias(name) if name == LABEL_INDEX else F.col(name)
+        for name in ("pca", LABEL_INDEX, WEIGHT)
+        if name in prepared.columns
+    ]
     return prepared.select(*keep)
 
 
