@@ -191,26 +191,6 @@ def test_plots_and_classifier_outputs_exist(first_run: Path):
     assert (first_run / "model.json").exists() and (first_run / "model").is_dir()
 
 
-def test_same_seed_through_a_weights_file_gives_identical_features(
-    first_run: Path, mixed_input: Path, seeded_weights_file: Path, tmp_path: Path
-):
-    """Determinism, and the file-loading path: seeded:0 == the same weights read from a file."""
-    output = tmp_path / "again"
-    result = run_on(mixed_input, output, str(seeded_weights_file), "--no-plots")
-    assert result.code == 0, result.stderr[-3000:]
-    first = read_parquet(first_run / "features").set_index("image_id").sort_index()
-    second = read_parquet(output / "features").set_index("image_id").sort_index()
-    assert list(first.index) == list(second.index)
-    for image_id in first.index:
-        assert np.array_equal(
-            np.asarray(first.at[image_id, "features"]["values"]),
-            np.asarray(second.at[image_id, "features"]["values"]),
-        ), image_id
-    one = json.loads((first_run / "run.json").read_text())["model"]["weights_sha256"]
-    two = json.loads((output / "run.json").read_text())["model"]["weights_sha256"]
-    assert one == two
-
-
 def test_output_holding_a_run_is_refused_without_overwrite(first_run: Path, mixed_input: Path):
     before = sorted(p.name for p in first_run.iterdir())
     result = invoke(

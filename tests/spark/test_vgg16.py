@@ -1,6 +1,7 @@
-"""The real network: seeded VGG16 weights, shipped to the worker with addFile and checksummed
-there, give the same 512 features in Spark as the same model run here; and its bf16 arithmetic
-gives the float32 features for every practical purpose (per-image cosine)."""
+"""The real network: seeded VGG16 weights, written to a file, read through the file-loading path,
+shipped to the worker with addFile and checksummed there, give the same 512 features in Spark as
+`seeded:0`'s model run here; and its bf16 arithmetic gives the float32 features for every
+practical purpose (per-image cosine). The rest of tests/spark uses a stand-in network."""
 
 from __future__ import annotations
 
@@ -16,17 +17,20 @@ from fruitlens.pipeline import decode, featurize
 from fruitlens.pipeline.featurize import BF16, FP32, this_cpu
 from support.images import rgb_jpeg
 
+pytestmark = pytest.mark.vgg16
 
-def test_seeded_vgg16_in_spark_matches_the_model_run_in_the_driver(
-    spark: SparkSession, tmp_path: Path
+
+def test_seeded_vgg16_from_a_file_in_spark_matches_the_model_run_in_the_driver(
+    spark: SparkSession, seeded_weights_file: Path, tmp_path: Path
 ):
     colours = [(200, 40, 40), (40, 200, 40), (40, 40, 200)]
     for i, colour in enumerate(colours):
         folder = tmp_path / "in" / f"class{i}"
         folder.mkdir(parents=True)
         (folder / "a.jpg").write_bytes(rgb_jpeg(colour, size=64))
-    resolved = weights.resolve("seeded:0", None)
-    config = Config(input=str(tmp_path / "in"), weights="seeded:0")
+    resolved = weights.resolve(str(seeded_weights_file), None)
+    assert resolved.sha256 == weights.resolve("seeded:0", None).sha256  # the same weights
+    config = Config(input=str(tmp_path / "in"), weights=str(seeded_weights_file))
 
     result = featurize.featurize_and_count(spark, config, resolved)
 

@@ -1,17 +1,28 @@
 """A stand-in for VGG16 where the network is not what a test is about: a small deterministic
 function of the pixels with VGG16's output shape, given to the featurize stage through the same
 parameter the job uses for the real network (featurize_batch's `model`, featurizer_udf's
-`model_for`)."""
+`model_for`), or, for a whole command, in place of the job's `worker_model`."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
+import pytest
 from pyspark import cloudpickle
 
-from fruitlens.pipeline.featurize import FP32, Cpu, WorkerModel
+from fruitlens.pipeline import featurize
+from fruitlens.pipeline.featurize import (
+    FP32,
+    Cpu,
+    FeaturizerSpec,
+    WorkerModel,
+    choose_precision,
+    this_cpu,
+    this_worker,
+)
 
 FEATURE_DIM = 512
 GRID = 13  # 13 x 13 cells x 3 channels = 507 features, plus 5 whole-image statistics
@@ -36,9 +47,23 @@ def stand_in(forward: Callable[[np.ndarray], np.ndarray] = pooled_colours) -> Wo
     return WorkerModel(forward, FP32, "stand-in network", "test-worker", Cpu("test", frozenset()))
 
 
-def pooled_model_for(spec: object) -> WorkerModel:
-    """featurizer_udf's `model_for`: the same stand-in whatever the spec."""
-    return stand_in()
+def pooled_model_for(spec: FeaturizerSpec) -> WorkerModel:
+    """featurizer_udf's `model_for`: the stand-in network, with what a real worker reports of
+    itself (the precision `spec` asks for as this CPU resolves it, the process, the CPU), so a
+    whole command's run.json reads as the job's."""
+    cpu = this_cpu()
+    precision, reason = choose_precision(spec.precision, cpu)
+    return WorkerModel(pooled_colours, precision, reason, this_worker(), cpu)
+
+
+@contextlib.contextmanager
+def stand_in_network() -> Iterator[None]:
+    """While it lasts, every command run in this process featurizes with `pooled_model_for`:
+    featurizer_udf looks `worker_model` up when a command builds its UDF, and ships what it
+    finds to the workers (this module is pickled by value, below)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(featurize, "worker_model", pooled_model_for)
+        yield
 
 
 # Spark's Python workers cannot import this test folder: ship these functions by value.

@@ -194,12 +194,17 @@ def _build_model(spec: FeaturizerSpec) -> WorkerModel:
         pass
     cpu = this_cpu()
     precision, reason = choose_precision(spec.precision, cpu)
-    worker = f"{socket.gethostname()}/{os.getpid()}"
+    worker = this_worker()
     if spec.precision == BF16 and precision != BF16:
         log.warning("worker %s (%s): %s", worker, cpu.model, reason)
     model = weights.build_vgg16(spec.image_size, precision == BF16)
     weights.load_into(model, _local_weights(SparkFiles.get(spec.weights_file_name), spec))
     return WorkerModel(compile_forward(model, spec.image_size), precision, reason, worker, cpu)
+
+
+def this_worker() -> str:
+    """How run.json names a Python worker: its host and process."""
+    return f"{socket.gethostname()}/{os.getpid()}"
 
 
 def _local_weights(path: str, spec: FeaturizerSpec) -> Path:
@@ -283,16 +288,19 @@ ModelFor = Callable[[FeaturizerSpec], WorkerModel]
 
 
 def featurizer_udf(
-    spec: FeaturizerSpec, counter: Accumulator[int] | None, model_for: ModelFor = worker_model
+    spec: FeaturizerSpec, counter: Accumulator[int] | None, model_for: ModelFor | None = None
 ) -> Callable[..., Column]:
     """`counter`, if given, is added the number of files of every batch done (progress.py).
-    `model_for` gives a worker its network for `spec`: VGG16 by default; the stage tests pass a
-    small deterministic stand-in, so everything but the network runs as in the job."""
+    `model_for` gives a worker its network for `spec`: VGG16 (`worker_model`) by default; the
+    stage tests pass a small deterministic stand-in, so everything but the network runs as in
+    the job. The default is looked up here, when the job builds the UDF, not when this module
+    is imported: the in-process command tests swap `worker_model` for the whole command."""
+    build = model_for or worker_model
 
     @F.pandas_udf(FEATURIZED)  # type: ignore[call-overload]
     def featurize(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
         for contents, refusals in batches:
-            yield featurize_batch(contents, refusals, spec, lambda: model_for(spec))
+            yield featurize_batch(contents, refusals, spec, lambda: build(spec))
             if counter is not None:
                 counter.add(len(contents))
 
@@ -304,7 +312,7 @@ def featurize_images(
     spec: FeaturizerSpec,
     require_label: bool = True,
     counter: Accumulator[int] | None = None,
-    model_for: ModelFor = worker_model,
+    model_for: ModelFor | None = None,
 ) -> DataFrame:
     """Named images (see images.with_names) -> one row per file with features or a reason.
 
@@ -413,7 +421,7 @@ def reuse_stored_features(
     spec: FeaturizerSpec,
     require_label: bool,
     counter: Accumulator[int] | None = None,
-    model_for: ModelFor = worker_model,
+    model_for: ModelFor | None = None,
 ) -> DataFrame:
     """Stored features for known content ids, the network only for the new images."""
     marked = named.join(
