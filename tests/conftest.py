@@ -59,7 +59,8 @@ def file_server(tmp_path: Path) -> Iterator[FileServer]:
             requested.append(unquote(self.path))
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=root))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for serve_forever's next poll: 0.5 s by default, at every teardown.
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     try:
         yield FileServer(root, f"http://127.0.0.1:{server.server_address[1]}", requested)

@@ -1,7 +1,7 @@
 """Issue 7 against S3 (moto on loopback) behind a fault-injecting proxy
 (tests/support/faults/s3proxy.py).
 
-One story, in order: a run through a proxy that answers every 5th request `503 SlowDown`
+One story, in order: a run through a proxy that answers every 10th request `503 SlowDown`
 completes with correct output (retries); a rerun loses S3 mid-write (the proxy stops) and must
 fail in bounded time with an error naming S3, leaving the committed run readable; with S3 back,
 the next run completes and leaves no trace of the failed one (no unreferenced version, no
@@ -104,8 +104,8 @@ def test_throttling_then_lost_s3_then_recovery(s3_server: S3Server, bucket: str,
     source, run = f"s3a://{bucket}/raw", "runs/o"
     output = f"s3a://{bucket}/{run}"
 
-    # 1. every 5th request answered 503 SlowDown: retries carry the run to a correct end.
-    proxy.fail_every = 5
+    # 1. every 10th request answered 503 SlowDown: retries carry the run to a correct end.
+    proxy.fail_every = 10
     result = subprocess.run(
         cli("run", "--input", source, "--output", output),
         capture_output=True,
