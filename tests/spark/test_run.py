@@ -1,4 +1,5 @@
-"""The main job on local folders: every output, every awkward file accounted for, determinism."""
+"""The main job on local folders: every output, every awkward file accounted for, incremental
+reruns. The network is the stand-in (tests/spark/conftest.py); test_vgg16.py checks VGG16."""
 
 from __future__ import annotations
 
