@@ -133,10 +133,16 @@ def _command(
 ) -> Callable[[config.Config], int]:
     """Run `fruitlens.commands.<module>.<name>(cfg)` (imported late: Spark and TF load slowly)
     and print its document: jobs end with the one-screen summary, GDPR commands with their JSON
-    report."""
+    report. Whatever the command cached in Spark is dropped when it ends, even on failure."""
 
     def handler(cfg: config.Config) -> int:
-        print(render(getattr(importlib.import_module(f"fruitlens.commands.{module}"), name)(cfg)))
+        try:
+            command = getattr(importlib.import_module(f"fruitlens.commands.{module}"), name)
+            print(render(command(cfg)))
+        finally:
+            from fruitlens import session
+
+            session.release_cached()
         return 0
 
     return handler

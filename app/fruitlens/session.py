@@ -174,3 +174,23 @@ def start_session(config: Config, app_name: str = "fruitlens") -> SparkSession:
     # applied from here on (a local JVM already has it).
     spark.sparkContext.setLogLevel(console.LOG4J_LEVELS[console.level(config.verbose)].upper())
     return spark
+
+
+def release_cached() -> None:
+    """Drop every table the command that just ended cached, if a session is running.
+
+    Cached tables (the features, the PCA projection, the scored Test images) serve one command.
+    A process that runs several in one session, the test tier or a notebook, would otherwise
+    keep them all: they fill the driver's heap until the JVM spends its time collecting.
+    """
+    if "pyspark" not in sys.modules:  # the command started no Spark (sanitize, retention)
+        return
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.getActiveSession()
+    if spark is None:
+        return
+    spark.catalog.clearCache()
+    # Local checkpoints (the stored features of --incremental) are blocks the catalog never saw.
+    for rdd in spark.sparkContext._jsc.getPersistentRDDs().values():
+        rdd.unpersist(False)

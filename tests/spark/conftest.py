@@ -16,6 +16,17 @@ def _one_session_for_the_tier(spark):
     return spark
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache_after_each_test(spark) -> Iterator[None]:
+    """What a test cached is dropped after it, as Spark's own shared-session suites do: the
+    stage functions called here persist their tables for the command that would follow, and a
+    session-long pile of them fills the driver's heap."""
+    yield
+    from fruitlens import session
+
+    session.release_cached()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _stand_in_network(request: pytest.FixtureRequest) -> Iterator[None]:
     """Whole commands in this tier featurize with the stand-in network (support.fakes): what

@@ -57,12 +57,13 @@ def mixed_input(fruits360: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 @pytest.fixture(scope="module")
-def first_run(mixed_input: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def first_run(mixed_input: Path, tmp_path_factory: pytest.TempPathFactory, spark) -> Path:
     output = tmp_path_factory.mktemp("run1") / "out"
     result = invoke(
         "run", "--input", str(mixed_input), "--output", str(output), "--weights", "seeded:0"
     )
     assert result.code == 0, result.stderr[-3000:]
+    assert nothing_cached(spark)
     assert "fruitlens run finished" in result.stdout
     assert "NOT ImageNet" in result.stdout  # seeded weights are announced loudly
     # Not a terminal: whole progress lines (no redrawing), the last one with every file.
@@ -70,6 +71,12 @@ def first_run(mixed_input: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     assert re.search(r"^featurize: (\d+)/\1 images \(100%\)", result.stderr, re.M)
     assert (output / "report.html").is_file()
     return output
+
+
+def nothing_cached(spark) -> bool:
+    """The tables a command cached end with it: the session that ran it keeps none, the
+    --incremental run's local checkpoint included (session.release_cached)."""
+    return bool(spark.sparkContext._jsc.getPersistentRDDs().isEmpty())
 
 
 def read_parquet(folder: Path) -> pd.DataFrame:
@@ -257,7 +264,7 @@ def test_incremental_rerun_on_unchanged_input_keeps_the_committed_outputs(
 
 
 def test_incremental_rerun_featurizes_only_new_images(
-    first_run: Path, mixed_input: Path, tmp_path: Path
+    first_run: Path, mixed_input: Path, tmp_path: Path, spark
 ):
     output = tmp_path / "incremental"
     shutil.copytree(first_run, output)
@@ -278,6 +285,7 @@ def test_incremental_rerun_featurizes_only_new_images(
         "--no-plots",
     )
     assert result.code == 0, result.stderr[-3000:]
+    assert nothing_cached(spark)
     before = json.loads((first_run / "run.json").read_text())
     after = json.loads((output / "run.json").read_text())
     assert after["incremental"] == {
