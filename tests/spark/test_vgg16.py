@@ -5,6 +5,7 @@ practical purpose (per-image cosine). The rest of tests/spark uses a stand-in ne
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +41,13 @@ def test_seeded_vgg16_from_a_file_in_spark_matches_the_model_run_in_the_driver(
     in_spark = np.stack([row["features"].toArray() for row in rows])
     model = weights.build_vgg16(64)
     weights.load_into(model, resolved.local_path)
-    forward = featurize.compile_forward(model, 64)
     pixels = np.stack(
         [decode.decode(rgb_jpeg(colour, size=64), 64, 10**6).pixels for colour in colours]
     ).astype(np.float32)
-    here = forward(pixels)
+    autograph_files = set(Path(tempfile.gettempdir()).glob("__autograph_generated_file*"))
+    here = featurize.compile_forward(model, 64)(pixels)
+    # Traced without AutoGraph: no converted source left in /tmp by workers that os._exit.
+    assert set(Path(tempfile.gettempdir()).glob("__autograph_generated_file*")) <= autograph_files
     assert in_spark.shape == (3, weights.FEATURE_DIM)
     np.testing.assert_allclose(in_spark, here, rtol=1e-4, atol=1e-5)
     assert not np.allclose(in_spark[0], in_spark[1])  # the network does see the pixels

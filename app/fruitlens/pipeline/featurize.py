@@ -229,6 +229,10 @@ def compile_forward(model: Any, image_size: int) -> Callable[[np.ndarray], np.nd
     @tf.function(
         input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32)],
         reduce_retracing=True,
+        # No Python control flow to convert. AutoGraph would write the converted source to a
+        # temporary file that only an orderly exit removes, and Spark's workers end with
+        # os._exit: one file per worker model left in the executor's /tmp.
+        autograph=False,
     )
     def forward(batch: Any) -> Any:
         return tf.cast(model(preprocess_input(batch), training=False), tf.float32)
