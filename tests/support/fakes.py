@@ -14,15 +14,7 @@ import pytest
 from pyspark import cloudpickle
 
 from fruitlens.pipeline import featurize
-from fruitlens.pipeline.featurize import (
-    FP32,
-    Cpu,
-    FeaturizerSpec,
-    WorkerModel,
-    choose_precision,
-    this_cpu,
-    this_worker,
-)
+from fruitlens.pipeline.featurize import FP32, Cpu, FeaturizerSpec, WorkerModel, resolve_here
 
 FEATURE_DIM = 512
 GRID = 13  # 13 x 13 cells x 3 channels = 507 features, plus 5 whole-image statistics
@@ -51,9 +43,7 @@ def pooled_model_for(spec: FeaturizerSpec) -> WorkerModel:
     """featurizer_udf's `model_for`: the stand-in network, with what a real worker reports of
     itself (the precision `spec` asks for as this CPU resolves it, the process, the CPU), so a
     whole command's run.json reads as the job's."""
-    cpu = this_cpu()
-    precision, reason = choose_precision(spec.precision, cpu)
-    return WorkerModel(pooled_colours, precision, reason, this_worker(), cpu)
+    return WorkerModel(pooled_colours, *resolve_here(spec.precision))
 
 
 @contextlib.contextmanager

@@ -192,9 +192,7 @@ def _build_model(spec: FeaturizerSpec) -> WorkerModel:
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:
         pass
-    cpu = this_cpu()
-    precision, reason = choose_precision(spec.precision, cpu)
-    worker = this_worker()
+    precision, reason, worker, cpu = resolve_here(spec.precision)
     if spec.precision == BF16 and precision != BF16:
         log.warning("worker %s (%s): %s", worker, cpu.model, reason)
     model = weights.build_vgg16(spec.image_size, precision == BF16)
@@ -202,9 +200,12 @@ def _build_model(spec: FeaturizerSpec) -> WorkerModel:
     return WorkerModel(compile_forward(model, spec.image_size), precision, reason, worker, cpu)
 
 
-def this_worker() -> str:
-    """How run.json names a Python worker: its host and process."""
-    return f"{socket.gethostname()}/{os.getpid()}"
+def resolve_here(asked: str) -> tuple[str, str, str, Cpu]:
+    """What this Python worker reports of itself in every row it featurizes: the precision
+    `asked` resolves to on its CPU, why, the worker's name (host/process) and its CPU."""
+    cpu = this_cpu()
+    precision, reason = choose_precision(asked, cpu)
+    return precision, reason, f"{socket.gethostname()}/{os.getpid()}", cpu
 
 
 def _local_weights(path: str, spec: FeaturizerSpec) -> Path:
