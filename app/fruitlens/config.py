@@ -284,7 +284,9 @@ class Config:
     )
     spark_conf: list[str] = setting(
         [],
-        "Extra Spark setting KEY=VALUE, repeatable. Example: --spark-conf spark.driver.memory=4g",
+        "Extra Spark setting KEY=VALUE, repeatable; spark.driver.extraJavaOptions adds to "
+        "fruitlens's own JVM options (spark.driver.defaultJavaOptions). "
+        "Example: --spark-conf spark.driver.memory=4g",
         SPARK_COMMANDS,
         repeat=True,
     )

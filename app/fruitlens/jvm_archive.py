@@ -76,11 +76,12 @@ def _load_the_classes_a_run_loads(partial: str) -> None:
     from pyspark.ml.classification import LogisticRegression
     from pyspark.ml.linalg import Vectors
 
-    from fruitlens import console, session
+    from fruitlens import session
     from fruitlens.config import Config
     from fruitlens.pipeline import classify
 
-    options = f"{console.java_options(None)} -XX:ArchiveClassesAtExit={partial}"
+    # Added to the job's own options (spark.driver.defaultJavaOptions), as a user's would be.
+    options = f"-XX:ArchiveClassesAtExit={partial}"
     config = Config(master="local[1]", spark_conf=[f"spark.driver.extraJavaOptions={options}"])
     spark = session.start_session(config.validate(), "fruitlens-jvm-archive")
     rows = [(Vectors.dense([float(i % 3), float(i)]), f"class {i % 2}") for i in range(8)]

@@ -121,8 +121,10 @@ def spark_settings(config: Config) -> dict[str, str]:
     }
     if not launched_by_spark_submit():
         # The JVM starts with fruitlens's log4j2 file (no banner, no WARN lines by default) and
-        # maps the recorded class archive when there is one (2 s less start-up).
-        settings["spark.driver.extraJavaOptions"] = (
+        # maps the recorded class archive when there is one (2 s less start-up). Spark's slot for
+        # an installation's own options: the launcher puts a user's extraJavaOptions after them,
+        # so `--spark-conf spark.driver.extraJavaOptions=...` adds to these, never drops them.
+        settings["spark.driver.defaultJavaOptions"] = (
             console.java_options(config.verbose) + jvm_archive.java_options()
         )
         settings["spark.jars"] = ",".join(str(jar) for jar in jars.ensure_jars(config.jars_dir))

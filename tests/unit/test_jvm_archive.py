@@ -37,13 +37,15 @@ def test_the_archive_is_named_after_spark_and_the_jdk(fake_java: Path, tmp_path:
 
 def test_the_driver_maps_the_archive_only_once_recorded(fake_java: Path):
     def driver_options() -> str:
-        return session.spark_settings(JARS)["spark.driver.extraJavaOptions"]
+        return session.spark_settings(JARS)["spark.driver.defaultJavaOptions"]
 
     assert "SharedArchiveFile" not in driver_options()
     archive = jvm_archive.archive_path()
     archive.parent.mkdir(parents=True)
     archive.write_bytes(b"recorded")
     assert driver_options().endswith(f" -XX:SharedArchiveFile={archive} -Xlog:cds*=off")
-    # A setting given with --spark-conf is the user's, archive or not.
+    # A user's options (--spark-conf) go where Spark adds them after these, which stay.
     chosen = dataclasses.replace(JARS, spark_conf=["spark.driver.extraJavaOptions=-Dmine=1"])
-    assert session.spark_settings(chosen)["spark.driver.extraJavaOptions"] == "-Dmine=1"
+    settings = session.spark_settings(chosen)
+    assert settings["spark.driver.extraJavaOptions"] == "-Dmine=1"
+    assert settings["spark.driver.defaultJavaOptions"] == driver_options()
