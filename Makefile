@@ -64,8 +64,9 @@ run: venv jars ## the main job: DATA=folder|s3a://... (default: fetch the pinned
 	$(BIN)/fruitlens run --input "$$data" --output "$(OUT)" --weights "$(WEIGHTS)" --overwrite $(RUN_ARGS)
 
 # `make test` runs `make lint`, then three lanes side by side, one per kind of cost:
-# - core: tests/unit and tests/spark in one process with one in-process Spark session (the venv,
-#   the s3a jars);
+# - core: tests/unit and tests/spark in two pytest processes (pytest-xdist), each with one
+#   in-process Spark session; a file's tests stay in one process, so its module fixtures (a
+#   whole run) are made once (the venv, the s3a jars);
 # - e2e: tests/e2e, fruitlens as a process (a JVM per run, S3 over HTTP, a headless browser);
 # - deploy: the Kubernetes tool builds (a Go build of about 15 minutes on 2 cores, once per
 #   cache), then tests/deploy.
@@ -73,7 +74,7 @@ run: venv jars ## the main job: DATA=folder|s3a://... (default: fetch the pinned
 # process waits); with a warm cache the deploy lane's build is a no-op. Each lane measures the
 # coverage of app/ into its own file; `make test` combines them and prints the table.
 LANES := core e2e deploy
-CORE_TESTS := tests/unit tests/spark
+CORE_TESTS := tests/unit tests/spark -n 2 --dist loadfile
 E2E_TESTS := tests/e2e
 DEPLOY_TESTS := tests/deploy
 COVERAGE := --cov=fruitlens --cov-report=

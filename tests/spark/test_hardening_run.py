@@ -164,6 +164,20 @@ def test_the_spark_ui_listens_on_loopback_only(spark):
     assert set(listening) <= loopback, listening
 
 
+def test_the_driver_jvm_has_the_job_s_options_and_the_user_s(spark):
+    """The job's own options (its log4j2 file) sit in spark.driver.defaultJavaOptions, so that
+    options a user adds (this session's extraJavaOptions) do not replace them."""
+    conf = spark.sparkContext.getConf()
+    runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    arguments = list(runtime.getInputArguments())
+    assert set(conf.get("spark.driver.defaultJavaOptions").split()) <= set(arguments)
+    # Spark appends its own --add-opens list to extraJavaOptions; the session's are the -XX ones.
+    added = set(conf.get("spark.driver.extraJavaOptions").split())
+    assert {option for option in added if option.startswith("-XX:")} <= set(arguments)
+    assert any(option.startswith("-XX:") for option in added)
+    assert any(option.startswith("-Dlog4j2.configurationFile=") for option in arguments)
+
+
 def test_evaluate_and_predict_take_a_features_folder_and_rank_two(hostile_run, workdir):
     source, output, _ = hostile_run
     evaluated = invoke(
