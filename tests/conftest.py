@@ -98,9 +98,6 @@ def seeded_weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
-TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
-
-
 @pytest.fixture(scope="session")
 def spark(s3_server: s3.S3Server) -> Iterator[SparkSession]:
     """One local[1] session per test process, as Spark's own test suites keep one.
@@ -126,7 +123,7 @@ def spark(s3_server: s3.S3Server) -> Iterator[SparkSession]:
             # The tier's JVM runs a thousand tiny jobs once each: its C2 compiler spent 78 s of
             # CPU in test_classify alone, and C1 alone 16 s, with the same wall time. The CPU it
             # no longer takes is the other pytest worker's and the other lanes' (README, tests).
-            f"spark.driver.extraJavaOptions={TEST_JVM_OPTIONS}",
+            "spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1",
         ]
         config = Config(
             master="local[1]", s3_endpoint=s3_server.endpoint, spark_conf=test_only
