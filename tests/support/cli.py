@@ -12,8 +12,6 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-import pytest
-
 from support.paths import REPO
 
 
@@ -42,9 +40,11 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> CliResult:
     """`fruitlens.cli.main(args)` in this process: the same parsing, settings, error handling and
     log lines as the console script, with stdout, stderr and the log captured.
 
-    The environment is restored afterwards, and so are the process umask (main() applies
-    --umask) and the root logger's handlers (main() calls logging.basicConfig, which only
-    configures a root logger that has none).
+    The environment is restored afterwards, whole: main() exports the verbosity for its Python
+    workers (FRUITLENS_VERBOSE, which is also the setting's own variable), and a -v -v command
+    must not make the next one in this process verbose. So are the process umask (main()
+    applies --umask) and the root logger's handlers (main() calls logging.basicConfig, which
+    only configures a root logger that has none).
     """
     from fruitlens import cli
 
@@ -54,19 +54,17 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> CliResult:
     root.handlers = []
     umask = os.umask(0o022)
     os.umask(umask)
+    environment = dict(os.environ)
     try:
-        with (
-            pytest.MonkeyPatch.context() as patch,
-            contextlib.redirect_stdout(out),
-            contextlib.redirect_stderr(err),
-        ):
-            for key, value in (env or {}).items():
-                patch.setenv(key, value)
+        os.environ.update(env or {})
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 code = cli.main(list(args))
             except SystemExit as exit_:  # argparse: --help, or a flag it rejects
                 code = exit_.code if isinstance(exit_.code, int) else 1
     finally:
+        os.environ.clear()
+        os.environ.update(environment)
         os.umask(umask)
         for handler in root.handlers:
             handler.close()

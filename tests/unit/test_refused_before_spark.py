@@ -98,3 +98,17 @@ def test_missing_or_empty_input_prefix_on_s3(s3_server, tmp_path: Path):
             env={"FRUITLENS_S3_ENDPOINT": s3_server.endpoint},
         )
         assert f"input s3a://{bucket}/{prefix}" in result.stderr
+
+
+@pytest.mark.s3
+def test_a_verbose_command_leaves_the_next_one_in_the_process_quiet(s3_server, monkeypatch):
+    """main() exports the verbosity for its Python workers, and FRUITLENS_VERBOSE is also the
+    setting's variable: a -v -v command run in this process must not make the next one verbose
+    (pytest-xdist puts test files that do both in one worker). botocore logs every S3 request
+    at DEBUG, so a verbose listing of the input cannot be silent."""
+    monkeypatch.delenv("FRUITLENS_VERBOSE", raising=False)  # as in a worker's first command
+    bucket = s3_server.make_bucket("verbosity")
+    run = ("run", "--input", f"s3a://{bucket}/none", "--output", f"s3a://{bucket}/o", *FLAGS)
+    endpoint = {"FRUITLENS_S3_ENDPOINT": s3_server.endpoint}
+    assert "DEBUG botocore" in invoke(*run, "-v", "-v", env=endpoint).stderr
+    refused(*run, env=endpoint)
