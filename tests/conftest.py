@@ -123,7 +123,10 @@ def spark(s3_server: s3.S3Server) -> Iterator[SparkSession]:
             # The tier's JVM runs a thousand tiny jobs once each: its C2 compiler spent 78 s of
             # CPU in test_classify alone, and C1 alone 16 s, with the same wall time. The CPU it
             # no longer takes is the other pytest worker's and the other lanes' (README, tests).
-            "spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1",
+            # C1 alone also shrinks the code cache to the client VM's 48 MiB, which a whole
+            # tier's generated code fills ("Out of space in CodeCache for method handle
+            # intrinsic"): it keeps the tiered default, 240 MiB.
+            "spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m",
         ]
         config = Config(
             master="local[1]", s3_endpoint=s3_server.endpoint, spark_conf=test_only
