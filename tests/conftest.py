@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from support import s3
+from support import jvm, s3
 from support.http import FileServer
 from support.net import free_port
 from support.paths import copy_slice, dataset_root
@@ -120,13 +120,7 @@ def spark(s3_server: s3.S3Server) -> Iterator[SparkSession]:
         test_only = [
             "spark.sql.shuffle.partitions=2",
             "spark.ui.showConsoleProgress=false",
-            # The tier's JVM runs a thousand tiny jobs once each: its C2 compiler spent 78 s of
-            # CPU in test_classify alone, and C1 alone 16 s, with the same wall time. The CPU it
-            # no longer takes is the other pytest worker's and the other lanes' (README, tests).
-            # C1 alone also shrinks the code cache to the client VM's 48 MiB, which a whole
-            # tier's generated code fills ("Out of space in CodeCache for method handle
-            # intrinsic"): it keeps the tiered default, 240 MiB.
-            "spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m",
+            jvm.DRIVER_OPTIONS,  # C1 only: the tier runs a thousand tiny jobs once each
         ]
         config = Config(
             master="local[1]", s3_endpoint=s3_server.endpoint, spark_conf=test_only

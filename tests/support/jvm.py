@@ -1,0 +1,16 @@
+"""The test tiers' Spark driver JVMs compile with C1 only.
+
+A test's JVM runs many small Spark jobs once each and then exits: the C2 compiler's work never
+pays back. In the core lane's session C2 spent 78 s of CPU on test_classify alone, and C1 alone
+16 s, with the same wall time; one 24-image `fruitlens run --master local[2]` took 34-38 s and
+59-68 CPU-s by default, 25-27 s and 37-41 CPU-s with C1 only (2-core AMD EPYC). The CPU saved is
+the other lanes' (README, Testing). C1 alone would also shrink the code cache to the client VM's
+48 MiB, which a whole tier's generated code fills ("Out of space in CodeCache for method handle
+intrinsic"), so the option keeps the tiered default, 240 MiB.
+"""
+
+from __future__ import annotations
+
+C1_ONLY = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
+# Added to the job's own options (spark.driver.defaultJavaOptions), never replacing them.
+DRIVER_OPTIONS = f"spark.driver.extraJavaOptions={C1_ONLY}"
