@@ -61,6 +61,8 @@ TUNING = {
     "spark.sql.execution.arrow.maxRecordsPerBatch": "256",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.python.worker.reuse": "true",
+    # Spark 4.0's worker re-reads pyspark's archives before every task (python_daemon.py).
+    "spark.python.daemon.module": "fruitlens.python_daemon",
     "spark.sql.session.timeZone": "UTC",
 }
 
