@@ -58,9 +58,12 @@ def fruits(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def fruit_features(spark: SparkSession, fruits: Path) -> DataFrame:
+    """The featurized fruits, held as rows in the driver: every test reads them without
+    featurizing again (a persisted table would be dropped after each test, see conftest)."""
     _, named = named_files(spark, fruits)
     featurized = featurize.featurize_images(named, SPEC, model_for=pooled_model_for)
-    return featurize.processed_rows(featurized).persist()
+    processed = featurize.processed_rows(featurized)
+    return spark.createDataFrame(processed.collect(), processed.schema)
 
 
 # --- images: listing and naming ---------------------------------------------------------------
