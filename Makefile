@@ -57,7 +57,7 @@ format: venv ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix $(LINT_PATHS)
 	$(BIN)/ruff format $(LINT_PATHS)
 
-run: venv jars ## the main job: DATA=folder|s3a://... (default: fetch the pinned sample), WEIGHTS=, OUT=
+run: venv jars native-linalg ## the main job: DATA=folder|s3a://... (default: fetch the pinned sample), WEIGHTS=, OUT=
 	@set -euo pipefail; \
 	data="$(DATA)"; \
 	if [ -z "$$data" ]; then data=$$($(BIN)/python -m fruitlens.sample); fi; \
@@ -97,10 +97,10 @@ jars: venv
 	$(BIN)/fruitlens jars >/dev/null
 	$(BIN)/python -m fruitlens.jvm_archive >/dev/null
 
-test-core: lint jars
+test-core: lint jars native-linalg
 	$(call PYTEST_LANE,$(CORE_TESTS),core)
 
-test-e2e: lint jars $(E2E_TEST_TOOLS)
+test-e2e: lint jars native-linalg $(E2E_TEST_TOOLS)
 	$(call PYTEST_LANE,$(E2E_TESTS),e2e)
 
 test-deploy: venv $(TEST_TOOLS)
