@@ -26,6 +26,11 @@ E2E_TEST_TOOLS :=
 
 .PHONY: help venv run test test-core test-e2e test-deploy jars lint format bench clean
 
+# Debian packages a target needs (chromium, BLAS/LAPACK), installed as root or through sudo.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+APT_INSTALL = $(SUDO) apt-get update -qq && \
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+
 # Fragments per concern (image, k8s, bench...); they may append to TEST_TOOLS, so they are read
 # before the test rule expands its prerequisites.
 -include mk/*.mk

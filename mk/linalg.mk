@@ -8,6 +8,4 @@ LINALG_PACKAGES ?= libblas3 liblapack3
 .PHONY: native-linalg
 
 native-linalg: ## install Debian's BLAS and LAPACK (Spark ML's native path), once
-	@ldconfig -p | grep -q 'liblapack\.so\.3 ' || { \
-	  $(SUDO) apt-get update -qq && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(LINALG_PACKAGES); }
+	@ldconfig -p | grep -q 'liblapack\.so\.3 ' || { $(APT_INSTALL) $(LINALG_PACKAGES); }
