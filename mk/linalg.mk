@@ -8,4 +8,6 @@ LINALG_PACKAGES ?= libblas3 liblapack3
 .PHONY: native-linalg
 
 native-linalg: ## install Debian's BLAS and LAPACK (Spark ML's native path), once
-	@ldconfig -p | grep -q 'liblapack\.so\.3 ' || { $(APT_INSTALL) $(LINALG_PACKAGES); }
+	@# ldconfig lives in /sbin, which a non-root user's PATH may lack.
+	@PATH="$$PATH:/sbin:/usr/sbin" ldconfig -p | grep -q 'liblapack\.so\.3 ' || \
+	  { $(APT_INSTALL) $(LINALG_PACKAGES); }

@@ -2,7 +2,7 @@
 
 Before each task, Spark 4.0's worker calls `importlib.invalidate_caches()`
 (`pyspark.worker_util.setup_spark_files`). Since Python 3.10 that makes every zip importer
-read its archive's whole directory again, at once (CPython gh-103200; lazy from 3.13). A
+read its archive's whole directory again, at once (CPython gh-103200, made lazy later). A
 worker's path holds pyspark.zip, py4j's zip and the spark-core jar, with one importer per
 package imported from them: some 26 000 directory entries, 150-200 ms of every Python task on a
 2-core AMD EPYC, which is most of a small task's time (bench/README.md, "Profile and tuning").
