@@ -75,7 +75,7 @@ def channels(item: dataclasses.Field[Any], command: str, value: str, folder: Pat
 
     # A counted flag can only say a small non-negative number: other text is for the
     # environment and the file alone.
-    speakable = not item.metadata.get("count") or (value.isdigit() and int(value) <= 5)
+    speakable = not item.metadata.get("count") or (value.isdecimal() and int(value) <= 5)
     return {
         "flag": outcome(flag) if speakable else None,
         "environment": outcome(
