@@ -29,7 +29,10 @@ from support.paths import REPO
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
-TINY_FLAGS = ["--weights", "seeded:0", "--pca-k", "2", "--no-plots", "--master", "local[2]"]
+# One task slot: a second Python worker would import TensorFlow and build VGG16 again (about
+# 7 CPU-s) for 12 images. Every run here has the same slots, hence the same partitions:
+# TensorFlow's features depend on the batch a partition makes, and reruns must match bit for bit.
+TINY_FLAGS = ["--weights", "seeded:0", "--pca-k", "2", "--no-plots", "--master", "local[1]"]
 DATASETS = ("features", "pca", "rejected")
 
 
@@ -216,9 +219,10 @@ def run_with_a_worker_killed(source: Path, output: Path, marker: Path, *flags: s
         str(output),
         *flags,
         *TINY_FLAGS[:-2],
-        # local[N,F]: N threads, F attempts per task (plain local[N] never retries a task).
+        # local[N,F]: N threads, F attempts per task (plain local[N] never retries a task);
+        # N as in TINY_FLAGS.
         "--master",
-        "local[2,4]",
+        "local[1,4]",
         "--spark-conf",
         "spark.python.worker.module=pyspark_fault_worker",
         env={

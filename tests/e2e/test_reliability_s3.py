@@ -31,7 +31,9 @@ from support.s3 import S3Server
 
 pytestmark = [pytest.mark.s3, pytest.mark.spark, pytest.mark.slow]
 
-TINY_FLAGS = ["--weights", "seeded:0", "--pca-k", "2", "--no-plots", "--master", "local[2]"]
+# One task slot: a second Python worker would import TensorFlow and build VGG16 again (about
+# 7 CPU-s) for 12 images.
+TINY_FLAGS = ["--weights", "seeded:0", "--pca-k", "2", "--no-plots", "--master", "local[1]"]
 DATASETS = ("features", "pca", "rejected")
 HANG_BOUND_S = 300  # a run that lost S3 must have exited by then (it takes far less)
 
