@@ -339,7 +339,7 @@ def test_cross_validation_scores_alike_in_tasks_and_with_spark_ml(
 
     def scores(in_task_max_values: int) -> np.ndarray:
         monkeypatch.setattr(classify, "IN_TASK_MAX_VALUES", in_task_max_values)
-        return classify.cross_validate(estimator, grid, data, 3, 1, 3)
+        return classify.cross_validate(estimator, grid, data, 2, 1, 3)
 
     in_tasks = scores(10**6)
     assert 0.4 < in_tasks.mean() < 1.0  # real errors, so a fold or a point out of place shows
