@@ -14,7 +14,11 @@ defaults here, so a deliberate override in a manifest is never silently undone.
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
+import shutil
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +28,11 @@ from fruitlens import console, jars, jvm_archive, paths
 from fruitlens.config import Config
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
 
 S3A_COMMITTER = {
     # The magic committer writes straight to the destination as invisible multipart uploads
@@ -133,7 +141,7 @@ def spark_settings(config: Config) -> dict[str, str]:
         # A fixed bound: the job streams (20 000 images pass in it, `make chaos`), and without
         # one the JVM's heap grows toward a quarter of the machine with the work it is given.
         settings["spark.driver.memory"] = "2g"
-        settings["spark.local.dir"] = str(paths.cache_dir() / "spark-local")
+        settings["spark.local.dir"] = str(scratch_dir())
     for item in config.spark_conf:
         key, _, value = item.partition("=")
         settings[key.strip()] = value.strip()
@@ -152,6 +160,40 @@ def job_description(spark: SparkSession, text: str) -> Iterator[None]:
         context.setLocalProperty("spark.job.description", None)  # type: ignore[arg-type]
 
 
+def scratch_dir(pid: int | None = None) -> Path:
+    """A local driver's spark.local.dir: shuffle files, spilled and cached blocks (features and
+    paths of the images) and Spark's copies of the jars and weights. Spark deletes its folders
+    there when the JVM stops, but a killed driver leaves them, hundreds of MB each, in a cache
+    nothing else cleans. So each driver process has a folder of its own, named after its host
+    and process id, and the next local session removes those whose process has ended."""
+    return paths.cache_dir() / "spark-local" / f"{socket.gethostname()}-{pid or os.getpid()}"
+
+
+def remove_scratch_of_ended_drivers() -> list[Path]:
+    """Delete the scratch folders of this host's driver processes that no longer run. Only this
+    host's: the cache may be shared (a mounted home), and another host's processes cannot be
+    seen from here."""
+    prefix = f"{socket.gethostname()}-"
+    removed = []
+    for folder in (paths.cache_dir() / "spark-local").glob(glob.escape(prefix) + "*"):
+        pid = folder.name.removeprefix(prefix)
+        if pid.isdecimal() and not process_runs(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            log.debug("removed %s, the scratch folder of a driver that has ended", folder)
+            removed.append(folder)
+    return removed
+
+
+def process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user's
+        return True
+    return True
+
+
 def start_session(config: Config, app_name: str = "fruitlens") -> SparkSession:
     from pyspark import SparkConf
     from pyspark.sql import SparkSession
@@ -160,6 +202,7 @@ def start_session(config: Config, app_name: str = "fruitlens") -> SparkSession:
         # Workers must run the driver's interpreter (the venv), not whatever python3 is on PATH;
         # pyspark reads only the environment variable for this, not spark.pyspark.python.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        remove_scratch_of_ended_drivers()
     existing = SparkConf()  # under spark-submit this already holds the submitted settings
     builder = SparkSession.builder.appName(app_name)
     master = config.master or (None if launched_by_spark_submit() else "local[*]")

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fruitlens import session
 from support.cli import run_cli
 from support.frames import rows
 from support.images import rgb_jpeg
@@ -183,6 +184,9 @@ def test_killed_run_leaves_the_previous_output_and_the_rerun_survives_a_killed_w
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=60)
     assert (output / "features@2").exists()  # it had begun writing the new version
+    # Its Spark scratch folder (derived rows, copies of the jars and weights) outlives it.
+    scratch = session.scratch_dir(process.pid)
+    assert scratch.is_dir()
 
     # Readers see the previous run, whole: same manifest, same rows.
     assert (output / "run.json").read_bytes() == committed
@@ -202,6 +206,7 @@ def test_killed_run_leaves_the_previous_output_and_the_rerun_survives_a_killed_w
         ["run.json", "report.html", "resultats_pca.csv", *(f"{name}@2" for name in DATASETS)]
     )
     assert no_debris(output) == []
+    assert not scratch.exists()  # removed by the next local session
     # 3. same input twice: identical rows (ids, paths, labels, features; PCA to 1e-9).
     assert_same_rows(first_run, output)
     assert_same_csv(first_run, output)
