@@ -72,7 +72,8 @@ run: venv jars native-linalg ## the main job: DATA=folder|s3a://... (default: fe
 # - core: tests/unit and tests/spark in two pytest processes (pytest-xdist), each with one
 #   in-process Spark session; a file's tests stay in one process, so its module fixtures (a
 #   whole run) are made once (the venv, the s3a jars);
-# - e2e: tests/e2e, fruitlens as a process (a JVM per run, S3 over HTTP, a headless browser);
+# - e2e: tests/e2e, fruitlens as a process (a JVM per run, S3 over HTTP, a headless browser),
+#   in two pytest processes: its S3 fault story waits on retries and timeouts for minutes;
 # - deploy: the Kubernetes tool builds (a Go build of about 15 minutes on 2 cores, once per
 #   cache), then tests/deploy.
 # On 2 cores the lanes fill each other's idle time (JVM and TensorFlow start-up, S3 round trips,
@@ -80,7 +81,7 @@ run: venv jars native-linalg ## the main job: DATA=folder|s3a://... (default: fe
 # coverage of app/ into its own file; `make test` combines them and prints the table.
 LANES := core e2e deploy
 CORE_TESTS := tests/unit tests/spark -n 2 --dist loadfile
-E2E_TESTS := tests/e2e
+E2E_TESTS := tests/e2e -n 2 --dist loadfile
 DEPLOY_TESTS := tests/deploy
 COVERAGE := --cov=fruitlens --cov-report=
 # pytest exits 5 when a -k selection leaves one lane with no test: not a failure.
