@@ -180,13 +180,14 @@ def test_killed_run_leaves_the_previous_output_and_the_rerun_survives_a_killed_w
             assert process.poll() is None, "the run ended before it wrote anything"
             assert time.monotonic() < deadline, "the run never started writing"
             time.sleep(0.05)
+        # Its Spark scratch folder (derived rows, copies of the jars and weights), checked while
+        # the run lives: once it is killed, any local session starting elsewhere may remove it.
+        scratch = session.scratch_dir(process.pid)
+        assert scratch.is_dir()
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=60)
     assert (output / "features@2").exists()  # it had begun writing the new version
-    # Its Spark scratch folder (derived rows, copies of the jars and weights) outlives it.
-    scratch = session.scratch_dir(process.pid)
-    assert scratch.is_dir()
 
     # Readers see the previous run, whole: same manifest, same rows.
     assert (output / "run.json").read_bytes() == committed
