@@ -26,13 +26,16 @@ E2E_TEST_TOOLS :=
 
 .PHONY: help venv run test test-core test-e2e test-deploy jars lint format bench clean
 
-# Debian packages a target needs (chromium, BLAS/LAPACK), installed as root or through sudo:
-# `$(APT_INSTALL) PACKAGE...`. `make test`'s lanes run side by side and two of them may install
-# at once on a fresh machine, where the second apt-get would fail on apt's lock: flock makes
-# them take turns.
+# Debian packages a target needs (chromium, BLAS/LAPACK, podman), installed as root or through
+# sudo: `$(APT_INSTALL) PACKAGE...`, or `$(APT_INSTALL_WITH_RECOMMENDS) PACKAGE...` where the
+# recommended packages are needed too (podman's). `make test`'s lanes run side by side and two
+# of them may install at once on a fresh machine, where the second apt-get would fail on apt's
+# lock: flock makes them take turns.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-APT_INSTALL = flock "$${TMPDIR:-/tmp}/fruitlens-apt.lock" $(SUDO) env DEBIAN_FRONTEND=noninteractive \
-	sh -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends "$$@"' apt-install
+APT_INSTALL_WITH_RECOMMENDS = flock "$${TMPDIR:-/tmp}/fruitlens-apt.lock" $(SUDO) \
+	env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update -qq && apt-get install -y -qq "$$@"' \
+	apt-install
+APT_INSTALL = $(APT_INSTALL_WITH_RECOMMENDS) --no-install-recommends
 
 # Fragments per concern (image, k8s, bench...); they may append to TEST_TOOLS, so they are read
 # before the test rule expands its prerequisites.

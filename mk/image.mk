@@ -32,7 +32,7 @@ image-tools: $(CONTAINERS_CONF) ## install podman, buildah and debootstrap (apt,
 	  command -v $$tool >/dev/null || missing=1; \
 	done; \
 	if [ -n "$$missing" ]; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	  $(APT_INSTALL_WITH_RECOMMENDS) \
 	    podman buildah debootstrap runc uidmap fuse-overlayfs zip unzip >/dev/null; \
 	fi
 	@podman --version
