@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 from fruitlens import session
+from support import jvm
 from support.cli import run_cli
 from support.frames import rows
 from support.images import rgb_jpeg
@@ -231,6 +232,7 @@ def run_with_a_worker_killed(source: Path, output: Path, marker: Path, *flags: s
         "local[1,4]",
         "--spark-conf",
         "spark.python.worker.module=pyspark_fault_worker",
+        *jvm.DRIVER_FLAGS,
         env={
             "FRUITLENS_FAULT_MARKER": str(marker),
             "PYTHONPATH": os.pathsep.join([faults_dir, os.environ.get("PYTHONPATH", "")]),

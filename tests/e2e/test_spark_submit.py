@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from fruitlens import jars
+from support import jvm
 
 REGION = "eu-west-3"
 JOB = """
@@ -56,6 +57,8 @@ def test_settings_built_by_the_job_reach_the_executors(s3_server: Any, tmp_path:
     classpath = ",".join(str(jar) for jar in jars.ensure_jars())
     proc = subprocess.run(
         [str(spark_submit), "--master", "local-cluster[1,1,1024]", "--jars", classpath,
+         # C1 only (support.jvm), in the driver as in the executor's JVM of its own.
+         "--conf", jvm.DRIVER_OPTIONS, "--conf", f"spark.executor.extraJavaOptions={jvm.C1_ONLY}",
          str(tmp_path / "job.py"), str(tmp_path / "job.yaml")],
         env={**os.environ, "PYSPARK_PYTHON": sys.executable},
         capture_output=True,

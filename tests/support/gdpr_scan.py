@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from support import jvm
+
 # Shaped like an access key id so the redaction filter must catch it; assembled here so no
 # key-shaped literal sits in the repository. It grants nothing anywhere.
 FAKE_KEY = "AKIA" + "FRUITLENSTEST001"
@@ -20,7 +22,7 @@ FAKE_CREDENTIALS = {
     "AWS_SESSION_TOKEN": FAKE_TOKEN,
 }
 IMAGE_METADATA = (b"Jeanne Grower", b"SERIAL-4242-XYZ", b"Exif\x00\x00")
-SPARK_FLAGS = ("--master", "local[2]", "--spark-conf", "spark.ui.enabled=false")
+SPARK_FLAGS = ("--master", "local[2]", "--spark-conf", "spark.ui.enabled=false", *jvm.DRIVER_FLAGS)
 
 
 @dataclass

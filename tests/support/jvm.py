@@ -14,3 +14,6 @@ from __future__ import annotations
 C1_ONLY = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
 # Added to the job's own options (spark.driver.defaultJavaOptions), never replacing them.
 DRIVER_OPTIONS = f"spark.driver.extraJavaOptions={C1_ONLY}"
+# For a command given --spark-conf flags of its own: they replace FRUITLENS_SPARK_CONF, through
+# which the e2e tier sets DRIVER_OPTIONS (tests/e2e/conftest.py), so such a command repeats it.
+DRIVER_FLAGS = ("--spark-conf", DRIVER_OPTIONS)
