@@ -1,4 +1,4 @@
-"""VGG16 weights: ImageNet through Keras's cache, a file (local or s3a), or a seeded init.
+"""VGG16 weights: ImageNet in Keras's cache, a file (local or s3a), or a seeded init.
 
 Whatever the source, the driver ends up with one local weights file and its SHA-256; that file
 is shipped to the workers with SparkContext.addFile, so every executor featurizes with exactly
@@ -9,6 +9,7 @@ a file first, which is also how the tests feed "a file of weights" to the real l
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,15 +105,30 @@ def seeded_weights_file(seed: int) -> Path:
     return target
 
 
-def imagenet_weights_file() -> Path:
-    """Keras's own download and cache (KERAS_HOME/models), MD5 checked by Keras."""
-    from keras.utils import get_file
+def keras_models_dir() -> Path:
+    """Where Keras keeps the files its applications download: $KERAS_HOME/models, by default
+    ~/.keras/models (the image links its baked file there)."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
 
+
+def imagenet_weights_file() -> Path:
+    """The ImageNet file in Keras's cache, downloaded there once and MD5-checked by pooch, as the
+    jars and the sample are: finding it, or finding the network out of reach, needs no
+    TensorFlow import (5-8 s)."""
+    import pooch
+
+    pooch.get_logger().setLevel("WARNING")  # its INFO line would precede a one-line error
     try:
         return Path(
-            get_file(IMAGENET_FILE, IMAGENET_URL, cache_subdir="models", file_hash=IMAGENET_MD5)
+            pooch.retrieve(
+                IMAGENET_URL,
+                known_hash=f"md5:{IMAGENET_MD5}",
+                fname=IMAGENET_FILE,
+                path=keras_models_dir(),
+                progressbar=False,
+            )
         )
-    except Exception as exc:  # Keras wraps every network failure differently
+    except Exception as exc:  # requests' network errors, pooch's hash error, an unwritable cache
         raise WeightsError(
             "cannot get the VGG16 ImageNet weights (no network or blocked download: "
             f"{type(exc).__name__}). Download {IMAGENET_URL} elsewhere and pass it with "

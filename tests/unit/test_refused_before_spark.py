@@ -4,6 +4,7 @@ console script's own exit status is checked once, in tests/e2e/test_cli.py)."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,28 @@ def test_offline_imagenet_says_how_to_pass_a_file(tmp_path: Path):
         env={"KERAS_HOME": str(tmp_path / "keras")},
     )
     assert "--weights /path/to/" in result.stderr
+
+
+def test_imagenet_weights_in_keras_s_cache_are_used_without_a_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The file Keras (or the image) put in $KERAS_HOME/models is taken once its MD5 matches;
+    the URL points nowhere, so a download would fail. A stand-in file and its MD5 replace
+    ImageNet's 58 MB."""
+    from fruitlens import weights
+
+    cached = tmp_path / "keras" / "models" / weights.IMAGENET_FILE
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"stand-in for the ImageNet file\n")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(weights, "IMAGENET_MD5", hashlib.md5(cached.read_bytes()).hexdigest())
+    monkeypatch.setattr(weights, "IMAGENET_URL", "http://127.0.0.1:9/nowhere.h5")
+    resolved = weights.resolve("imagenet", fetch=None)
+    assert resolved.local_path == cached
+    # A file that does not hash as pinned is not used: it is fetched again, which fails here.
+    cached.write_bytes(b"truncated")
+    with pytest.raises(weights.WeightsError, match="--weights /path/to/"):
+        weights.resolve("imagenet", fetch=None)
 
 
 @pytest.mark.s3
