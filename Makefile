@@ -87,7 +87,10 @@ run: venv jars native-linalg ## the main job: DATA=folder|s3a://... (default: fe
 # coverage of app/ into its own file; `make test` combines them and prints the table.
 LANES := core e2e deploy
 CORE_TESTS := tests/unit tests/spark -n 2 --dist loadfile
-E2E_TESTS := tests/e2e -n 2 --dist loadfile
+# --no-loadscope-reorder: by default xdist hands out the files with the most tests first, which
+# put the two longest files (the S3 run with its erasures, the S3 fault story) and spark-submit
+# on one process while the other sat idle for 3.5 minutes; in the folder's order they split.
+E2E_TESTS := tests/e2e -n 2 --dist loadfile --no-loadscope-reorder
 DEPLOY_TESTS := tests/deploy
 COVERAGE := --cov=fruitlens --cov-report=
 # pytest exits 5 when a -k selection leaves one lane with no test: not a failure.
