@@ -190,7 +190,7 @@ def process_runs(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # it exists, as another user's
-        return True
+        pass
     return True
 
 
