@@ -54,7 +54,7 @@ def main() -> None:
         image_size=args.image_size,
         batch_size=args.batch_size,
         max_pixels=25_000_000,
-        threads=int(spark.conf.get("spark.task.cpus", "1") or 1),
+        threads=featurize.tensorflow_threads(dict(spark.sparkContext.getConf().getAll())),
         precision=args.precision,
     )
     partitions = named.rdd.getNumPartitions()
