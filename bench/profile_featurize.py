@@ -71,6 +71,7 @@ def main() -> None:
             "profile: network replaced by zeros",
             "profile",
             featurize.this_cpu(),
+            spec.threads,
         )
         for contents, refusals in batches:
             yield featurize.featurize_batch(contents, refusals, spec, lambda: no_network)

@@ -104,8 +104,8 @@ def test_run_json_has_every_key_and_the_invariant(first_run: Path, mixed_input: 
     assert document["config"]["weights"] == "seeded:0"
 
 
-def test_run_json_says_which_precision_each_worker_used_on_which_cpu(first_run: Path):
-    from fruitlens.pipeline.featurize import choose_precision, this_cpu
+def test_run_json_says_which_precision_each_worker_used_on_which_cpu(first_run: Path, spark):
+    from fruitlens.pipeline.featurize import choose_precision, tensorflow_threads, this_cpu
 
     document = json.loads((first_run / "run.json").read_text())
     precision = document["precision"]
@@ -125,6 +125,10 @@ def test_run_json_says_which_precision_each_worker_used_on_which_cpu(first_run: 
         assert worker["cpu_model"] == cpu.model
         assert worker["cpu_flags"] == list(cpu.reported_flags)
         assert (worker["precision"], worker["why"]) == (expected, why)
+        # What the worker's TensorFlow runs with, as the session's settings give it.
+        assert worker["tensorflow_threads"] == tensorflow_threads(
+            dict(spark.sparkContext.getConf().getAll())
+        )
     assert precision["driver_cpu"]["cpu_flags"] == list(cpu.reported_flags)
 
 

@@ -40,7 +40,14 @@ log = logging.getLogger(__name__)
 SIZE_PROBE_FILES = 32
 
 # Who made a row's features: filled for featurized images only (null for rejected or reused ones).
-WORKER_COLUMNS = ("precision", "precision_reason", "worker", "cpu_model", "cpu_flags")
+WORKER_COLUMNS = (
+    "precision",
+    "precision_reason",
+    "worker",
+    "cpu_model",
+    "cpu_flags",
+    "tensorflow_threads",
+)
 FEATURIZED = StructType(
     [
         StructField("features", ArrayType(FloatType()), True),
@@ -159,6 +166,7 @@ class WorkerModel:
     reason: str
     worker: str
     cpu: Cpu
+    threads: int  # TensorFlow's intra-op threads in this process
 
     def columns(self) -> dict[str, str]:
         return {
@@ -167,6 +175,7 @@ class WorkerModel:
             "worker": self.worker,
             "cpu_model": self.cpu.model,
             "cpu_flags": " ".join(self.cpu.reported_flags),
+            "tensorflow_threads": str(self.threads),
         }
 
 
@@ -192,12 +201,15 @@ def _build_model(spec: FeaturizerSpec) -> WorkerModel:
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:
         pass
+    # What TensorFlow runs with, not what was asked: a runtime already started keeps its own.
+    threads = tf.config.threading.get_intra_op_parallelism_threads()
     precision, reason, worker, cpu = resolve_here(spec.precision)
     if spec.precision == BF16 and precision != BF16:
         log.warning("worker %s (%s): %s", worker, cpu.model, reason)
     model = weights.build_vgg16(spec.image_size, precision == BF16)
     weights.load_into(model, _local_weights(SparkFiles.get(spec.weights_file_name), spec))
-    return WorkerModel(compile_forward(model, spec.image_size), precision, reason, worker, cpu)
+    forward = compile_forward(model, spec.image_size)
+    return WorkerModel(forward, precision, reason, worker, cpu, threads)
 
 
 def resolve_here(asked: str) -> tuple[str, str, str, Cpu]:
@@ -537,6 +549,7 @@ def count_outcomes(featurized: DataFrame) -> tuple[dict[str, Any], list[dict[str
             "cpu_flags": (row["cpu_flags"] or "").split(),
             "precision": row["precision"],
             "why": row["precision_reason"],
+            "tensorflow_threads": int(row["tensorflow_threads"]),
             "images": int(row["count"]),
         }
         for row in rows
