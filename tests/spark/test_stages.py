@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import socket
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from fruitlens.outputs import names
 from fruitlens.pipeline import classify, evaluate, featurize, images, plots, reduce
 from support.fakes import FEATURE_DIM, pooled_model_for
 from support.images import bad_inputs, rgb_jpeg, write_tree
+from support.s3 import S3Server
 
 SPEC = featurize.FeaturizerSpec("unused.h5", "0" * 64, 100, 16, 10**6, 1)
 COLOURS = {"Apple Red": (200, 30, 30), "Banana": (230, 220, 40), "Lime": (60, 200, 40)}
@@ -186,6 +188,32 @@ def test_native_size_is_the_commonest_side(spark: SparkSession, tmp_path):
         image.save(buffer, format="PNG")
         (tmp_path / f"{i}.png").write_bytes(buffer.getvalue())
     assert featurize.native_size(images.read_binary_files(spark, str(tmp_path))) == 64
+
+
+def listing_jobs(spark: SparkSession, input_uri: str) -> tuple[int, int]:
+    """(Spark jobs that listing `input_uri` ran, files listed)."""
+    tracker = spark.sparkContext.statusTracker()
+    before = len(tracker.getJobIdsForGroup(None))
+    listed = len(images.read_binary_files(spark, input_uri).inputFiles())
+    return len(tracker.getJobIdsForGroup(None)) - before, listed
+
+
+def test_many_class_folders_are_listed_without_a_spark_job(
+    spark: SparkSession, s3_server: S3Server, tmp_path: Path
+):
+    # One more class folder than Spark lists without a job of its own by default
+    # (spark.sql.sources.parallelPartitionDiscovery.threshold, 32), one image in each, and
+    # hidden files and folders, which the listing skips.
+    for i in range(33):
+        (tmp_path / "Training" / f"class {i}").mkdir(parents=True)
+        (tmp_path / "Training" / f"class {i}" / "0.jpg").write_bytes(rgb_jpeg((i, 0, 0)))
+    for hidden in ("Training/class 0/.thumb.jpg", "Training/_scratch/1.jpg", ".git/2.jpg"):
+        (tmp_path / hidden).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / hidden).write_bytes(rgb_jpeg((0, 0, 0)))
+    assert listing_jobs(spark, str(tmp_path)) == (0, 33)
+    bucket = s3_server.make_bucket(f"many-{uuid.uuid4().hex[:8]}")
+    s3_server.upload_tree(tmp_path, bucket, "in")
+    assert listing_jobs(spark, f"s3a://{bucket}/in") == (0, 33)
 
 
 # --- reduce: PCA --------------------------------------------------------------------------------
