@@ -130,7 +130,24 @@ def s3a_settings(config: Config) -> dict[str, str]:
 DRIVER_LISTING = {"spark.sql.sources.parallelPartitionDiscovery.threshold": str(2**31 - 1)}
 
 
-def spark_settings(config: Config) -> dict[str, str]:
+# A local driver's JVM compiles with C1 only for a run of fewer input files than this. C2, the
+# optimising compiler, makes the JVM's own numerics (PCA, Spark ML's fits) faster on a long run
+# but spends tens of CPU-seconds compiling at the start, on the cores the featurize workers need.
+# `fruitlens run --master local[2]` alternated on a 2-core AMD EPYC (bench/README.md, "Results"),
+# C1 only against C2: 600 images 75-80 s against 86-87 s (123-131 against 160-161 CPU-s); 1 200
+# images 112 s against 119 s; 2 400 images 176 s against 174 s, even. C1 alone would shrink the
+# code cache to 48 MiB, which Spark's generated code outgrows: the tiered 240 MiB is kept.
+C1_ONLY_BELOW_FILES = 2000
+C1_ONLY = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
+
+
+def jit_options(input_files: int | None) -> str:
+    """The driver JVM's compiler options for a run of `input_files` (None: not known)."""
+    small = input_files is not None and input_files < C1_ONLY_BELOW_FILES
+    return f" {C1_ONLY}" if small else ""
+
+
+def spark_settings(config: Config, input_files: int | None = None) -> dict[str, str]:
     settings = {
         **TUNING,
         **(DRIVER_LISTING if runs_locally(config) else {}),
@@ -145,7 +162,9 @@ def spark_settings(config: Config) -> dict[str, str]:
         # an installation's own options: the launcher puts a user's extraJavaOptions after them,
         # so `--spark-conf spark.driver.extraJavaOptions=...` adds to these, never drops them.
         settings["spark.driver.defaultJavaOptions"] = (
-            console.java_options(config.verbose) + jvm_archive.java_options()
+            console.java_options(config.verbose)
+            + jvm_archive.java_options()
+            + jit_options(input_files)
         )
         settings["spark.jars"] = ",".join(str(jar) for jar in jars.ensure_jars(config.jars_dir))
         # A fixed bound: the job streams (20 000 images pass in it, `make chaos`), and without
@@ -204,7 +223,11 @@ def process_runs(pid: int) -> bool:
     return True
 
 
-def start_session(config: Config, app_name: str = "fruitlens") -> SparkSession:
+def start_session(
+    config: Config, app_name: str = "fruitlens", input_files: int | None = None
+) -> SparkSession:
+    """The session for a command; `input_files`, when the command has listed its input, lets
+    a small run's local JVM skip the optimising compiler (C1_ONLY_BELOW_FILES)."""
     from pyspark import SparkConf
     from pyspark.sql import SparkSession
 
@@ -223,7 +246,7 @@ def start_session(config: Config, app_name: str = "fruitlens") -> SparkSession:
         # (which binds SPARK_LOCAL_IP, else every interface) and the RPC stay on loopback.
         os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
     explicit = {item.partition("=")[0].strip() for item in config.spark_conf}
-    for key, value in spark_settings(config).items():
+    for key, value in spark_settings(config, input_files).items():
         if key in explicit or not existing.contains(key):
             builder = builder.config(key, value)
     spark = builder.getOrCreate()

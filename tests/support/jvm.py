@@ -11,7 +11,10 @@ intrinsic"), so the option keeps the tiered default, 240 MiB.
 
 from __future__ import annotations
 
-C1_ONLY = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
+# The options a small run's local driver gets by itself (fruitlens.session.C1_ONLY_BELOW_FILES);
+# a test's session gets them whatever its input, and so does a session without one.
+from fruitlens.session import C1_ONLY
+
 # Added to the job's own options (spark.driver.defaultJavaOptions), never replacing them.
 DRIVER_OPTIONS = f"spark.driver.extraJavaOptions={C1_ONLY}"
 # For a command given --spark-conf flags of its own: they replace FRUITLENS_SPARK_CONF, through

@@ -49,3 +49,19 @@ def test_the_driver_maps_the_archive_only_once_recorded(fake_java: Path):
     settings = session.spark_settings(chosen)
     assert settings["spark.driver.extraJavaOptions"] == "-Dmine=1"
     assert settings["spark.driver.defaultJavaOptions"] == driver_options()
+
+
+@pytest.mark.parametrize(
+    ("input_files", "c1_only"),
+    [
+        (None, False),
+        (1, True),
+        (session.C1_ONLY_BELOW_FILES - 1, True),
+        (session.C1_ONLY_BELOW_FILES, False),
+    ],
+)
+def test_a_small_run_s_driver_compiles_with_c1_only(input_files: int | None, c1_only: bool):
+    options = session.spark_settings(JARS, input_files)["spark.driver.defaultJavaOptions"]
+    assert ("-XX:TieredStopAtLevel=1" in options) == c1_only
+    # The code cache keeps the tiered default: C1 alone would shrink it to 48 MiB.
+    assert ("-XX:ReservedCodeCacheSize=240m" in options) == c1_only
