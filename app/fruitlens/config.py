@@ -285,7 +285,8 @@ class Config:
     spark_conf: list[str] = setting(
         [],
         "Extra Spark setting KEY=VALUE, repeatable; spark.driver.extraJavaOptions adds to "
-        "fruitlens's own JVM options (spark.driver.defaultJavaOptions). "
+        "fruitlens's own JVM options (spark.driver.defaultJavaOptions) and wins where they "
+        "differ (-XX:TieredStopAtLevel=4 keeps C2 in a small local run's driver). "
         "Example: --spark-conf spark.driver.memory=4g",
         SPARK_COMMANDS,
         repeat=True,
