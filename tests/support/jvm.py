@@ -4,15 +4,15 @@ A test's JVM runs many small Spark jobs once each and then exits: the C2 compile
 pays back. In the core lane's session C2 spent 78 s of CPU on test_classify alone, and C1 alone
 16 s, with the same wall time; one 24-image `fruitlens run --master local[2]` took 34-38 s and
 59-68 CPU-s by default, 25-27 s and 37-41 CPU-s with C1 only (2-core AMD EPYC). The CPU saved is
-the other lanes' (README, Testing). C1 alone would also shrink the code cache to the client VM's
-48 MiB, which a whole tier's generated code fills ("Out of space in CodeCache for method handle
-intrinsic"), so the option keeps the tiered default, 240 MiB.
+the other lanes' (README, Testing). The options are the job's own for a small local run
+(`fruitlens.session.C1_ONLY`), code cache included: a whole tier's generated code fills the
+48 MiB that C1 alone would leave ("Out of space in CodeCache for method handle intrinsic").
 """
 
 from __future__ import annotations
 
-# The options a small run's local driver gets by itself (fruitlens.session.C1_ONLY_BELOW_FILES);
-# a test's session gets them whatever its input, and so does a session without one.
+# A command gives them only to a run below session.C1_ONLY_BELOW_FILES; a test's session gets
+# them whatever its input, including the shared session, which is started without one.
 from fruitlens.session import C1_ONLY
 
 # Added to the job's own options (spark.driver.defaultJavaOptions), never replacing them.
