@@ -78,10 +78,10 @@ REPORTED_FLAGS = (
 # nothing a user sees (accuracy and macro-F1 within 0.3 points, same PCA k +-1, >= 99.5 % of Test
 # predictions agreeing): each entry names its evidence, and a CPU family without one stays
 # float32 under `auto` (`--precision bf16` still forces it). bench/README.md says how to add one.
-# None yet: on the AMX Xeon (bench/results/20261130T120334Z.json) features kept a cosine of
-# 0.99999 and the same accuracy, PCA k and macro-F1 (0.03 points), but cross-validation chose
-# another regularisation and 6 of 150 Test predictions changed (96 % agree); AVX512_BF16 alone
-# (oneDNN capped) ran slower than float32 there.
+# None yet. On 2 400 real images, bf16 features kept a cosine of 0.99999 and accuracy, macro-F1
+# and PCA k within their limits, but Test predictions changed: 4 of 598 with AMX (Xeon,
+# bench/results/20261201T055849Z.json), 6 of 598 with AVX512_BF16 (Zen 5,
+# bench/results/20261202T043934Z.json).
 AUTO_BF16_VERIFIED: dict[str, str] = {}
 
 
