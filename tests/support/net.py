@@ -6,12 +6,19 @@ import socket
 import subprocess
 import time
 
+from ephemeral_port_reserve import reserve
+
 
 def free_port() -> int:
-    """A port nothing listens on now: the OS picks it, so parallel runs never collide."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A loopback port nothing listens on, held for the server that asked for it.
+
+    A port the OS merely picked and freed can be handed to another socket before the server
+    binds it: any outgoing loopback connection (py4j, Spark's Python workers, etcd's clients)
+    takes its local port from the same range, and the lanes run side by side. One did once,
+    and kube-apiserver failed with "address already in use". `reserve` leaves the port in
+    TIME_WAIT (~60 s), in which the kernel gives it to no implicit bind or connect, while a
+    server setting SO_REUSEADDR (Go's listeners, Python's http.server) can still bind it."""
+    return reserve("127.0.0.1")
 
 
 def wait_for_port(
