@@ -30,6 +30,12 @@ def dataset(run: Path, document: dict[str, Any], name: str) -> Any:
     return pd.read_parquet(location.removeprefix("file:"))
 
 
+def top_lead(top: Any) -> float:
+    """A prediction's top-k (label, probability) entries -> the first's lead over the second."""
+    probabilities = sorted((entry["probability"] for entry in top), reverse=True)
+    return probabilities[0] - (probabilities[1] if len(probabilities) > 1 else 0.0)
+
+
 def compare_runs(reference: Path, other: Path) -> dict[str, Any]:
     import numpy as np
 
@@ -37,10 +43,17 @@ def compare_runs(reference: Path, other: Path) -> dict[str, Any]:
     classifiers = [document["classifier"] for document in documents]
     ks = [document["pca"]["k"] for document in documents]
     predictions = [
-        dataset(run, document, "predictions").set_index("image_id")["predicted_label"]
+        dataset(run, document, "predictions").set_index("image_id")
         for run, document in zip((reference, other), documents, strict=True)
     ]
-    joined = predictions[0].to_frame("reference").join(predictions[1].rename("other"), how="inner")
+    joined = (
+        predictions[0]["predicted_label"]
+        .to_frame("reference")
+        .join(predictions[1]["predicted_label"].rename("other"), how="inner")
+    )
+    # How far the reference's top class led the next one: a changed prediction with a tiny
+    # lead is a near-tie that any rounding could tip, one with a large lead is not.
+    lead = predictions[0]["top3"].map(top_lead).reindex(joined.index)
     features = [
         dataset(run, document, "features").set_index("image_id")["features"]
         for run, document in zip((reference, other), documents, strict=True)
@@ -86,6 +99,10 @@ def compare_runs(reference: Path, other: Path) -> dict[str, Any]:
         },
         "test_images": len(joined),
         "test_predictions_differing": len(joined) - agreeing,
+        "differing_reference_leads": sorted(
+            round(float(value), 4) for value in lead[joined["reference"] != joined["other"]]
+        ),
+        "reference_lead_median": float(lead.median()) if len(lead) else None,
         "feature_cosine_min": float(cosine.min()),
         "feature_cosine_mean": float(cosine.mean()),
         "images_compared": len(common),
