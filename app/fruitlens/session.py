@@ -133,10 +133,12 @@ DRIVER_LISTING = {"spark.sql.sources.parallelPartitionDiscovery.threshold": str(
 # A local driver's JVM compiles with C1 only for a run of fewer input files than this. C2, the
 # optimising compiler, makes the JVM's own numerics (PCA, Spark ML's fits) faster on a long run
 # but spends tens of CPU-seconds compiling at the start, on the cores the featurize workers need.
-# `fruitlens run --master local[2]` alternated on a 2-core AMD EPYC (bench/README.md, "Results"),
+# `fruitlens run --master local[2]` alternated on a 2-core AMD EPYC Zen 3 (bench/README.md),
 # C1 only against C2: 600 images 75-80 s against 86-87 s (123-131 against 160-161 CPU-s); 1 200
-# images 112 s against 119 s; 2 400 images 176 s against 174 s, even. C1 alone would shrink the
-# code cache to 48 MiB, which Spark's generated code outgrows: the tiered 240 MiB is kept.
+# images 112 s against 119 s; 2 400 images 176 s against 174 s, even (that Zen 3 had lost with C1
+# at 2 420 on an earlier day; a Zen 5 still won at 2 400 and tied at 4 800): 2 000 is where the
+# CPUs measured agree. C1 alone would shrink the code cache to 48 MiB, which Spark's generated
+# code outgrows: the tiered 240 MiB is kept.
 C1_ONLY_BELOW_FILES = 2000
 C1_ONLY = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
 
