@@ -21,11 +21,8 @@ PARSER = cli.build_parser()
 VALUED = [f for f in dataclasses.fields(config.Config) if HINTS[f.name] is not bool]
 BOOLEANS = [f for f in dataclasses.fields(config.Config) if HINTS[f.name] is bool]
 
-# Text any channel can carry: no NUL (environment), no surrogates (files are UTF-8). argparse
-# drops a value of exactly "--" (`--seed=--`), its separator, before fruitlens sees it.
-TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")).filter(
-    lambda text: text != "--"
-)
+# Text any channel can carry: no NUL (environment), no surrogates (files are UTF-8).
+TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
 
 
 def typed_text(item: dataclasses.Field[Any]) -> st.SearchStrategy[str]:
@@ -73,9 +70,12 @@ def channels(item: dataclasses.Field[Any], command: str, value: str, folder: Pat
             argv = [command, f"{config.flag_name(item.name)}={value}"]
         return config.build_config(command, vars(PARSER.parse_args(argv)), {})
 
-    # A counted flag can only say a small non-negative number: other text is for the
-    # environment and the file alone.
-    speakable = not item.metadata.get("count") or (value.isdecimal() and int(value) <= 5)
+    # What a flag cannot say is for the environment and the file alone: argparse drops a value
+    # of exactly "--" (`--bucket=--`), its separator, before fruitlens sees it (a bucket name's
+    # own strategy draws it too), and a counted flag says only a small non-negative number.
+    speakable = value != "--" and (
+        not item.metadata.get("count") or (value.isdecimal() and int(value) <= 5)
+    )
     return {
         "flag": outcome(flag) if speakable else None,
         "environment": outcome(
