@@ -120,7 +120,7 @@ def spark(s3_server: s3.S3Server) -> Iterator[SparkSession]:
         test_only = [
             "spark.sql.shuffle.partitions=2",
             "spark.ui.showConsoleProgress=false",
-            jvm.DRIVER_OPTIONS,  # C1 only: the tier runs a thousand tiny jobs once each
+            jvm.DRIVER_OPTIONS,  # a small run's JVM: the tier runs a thousand tiny jobs once each
         ]
         config = Config(
             master="local[1]", s3_endpoint=s3_server.endpoint, spark_conf=test_only

@@ -286,7 +286,8 @@ class Config:
         [],
         "Extra Spark setting KEY=VALUE, repeatable; spark.driver.extraJavaOptions adds to "
         "fruitlens's own JVM options (spark.driver.defaultJavaOptions) and wins where they "
-        "differ (-XX:TieredStopAtLevel=4 keeps C2 in a small local run's driver). "
+        "differ (-XX:TieredStopAtLevel=4 keeps C2 in a small local run's driver; a collector "
+        "named there, -XX:+UseG1GC, replaces the serial one). "
         "Example: --spark-conf spark.driver.memory=4g",
         SPARK_COMMANDS,
         repeat=True,

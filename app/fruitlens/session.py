@@ -17,6 +17,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import re
 import shutil
 import socket
 import sys
@@ -130,26 +131,42 @@ def s3a_settings(config: Config) -> dict[str, str]:
 DRIVER_LISTING = {"spark.sql.sources.parallelPartitionDiscovery.threshold": str(2**31 - 1)}
 
 
-# A local driver's JVM compiles with C1 only for a run of fewer input files than this. C2, the
-# optimising compiler, makes the JVM's own numerics (PCA, Spark ML's fits) faster on a long run
-# but spends tens of CPU-seconds compiling at the start, on the cores the featurize workers need.
-# `fruitlens run --master local[2]` alternated on a 2-core AMD EPYC Zen 3 (bench/README.md),
-# C1 only against C2: 600 images 75-80 s against 86-87 s (123-131 against 160-161 CPU-s); 1 200
-# images 112 s against 119 s; 2 400 images 176 s against 174 s, even (that Zen 3 had lost with C1
-# at 2 420 on an earlier day; a Zen 5 still won at 2 400 and tied at 4 800): 2 000 is where the
-# CPUs measured agree. C1 alone would shrink the code cache to 48 MiB, which Spark's generated
-# code outgrows: the tiered 240 MiB is kept.
-C1_ONLY_BELOW_FILES = 2000
+# A local driver's JVM gets SMALL_RUN_JVM for a run of fewer input files than this.
+#
+# C1 only: C2, the optimising compiler, makes the JVM's own numerics (PCA, Spark ML's fits)
+# faster on a long run but spends tens of CPU-seconds compiling at the start, on the cores the
+# featurize workers need. `fruitlens run --master local[2]` alternated on a 2-core AMD EPYC Zen 3
+# (bench/README.md), C1 only against C2: 600 images 75-80 s against 86-87 s (123-131 against
+# 160-161 CPU-s); 1 200 images 112 s against 119 s; 2 400 images 176 s against 174 s, even (that
+# Zen 3 had lost with C1 at 2 420 on an earlier day; a Zen 5 still won at 2 400 and tied at
+# 4 800): 2 000 is where the CPUs measured agree. C1 alone would shrink the code cache to
+# 48 MiB, which Spark's generated code outgrows: the tiered 240 MiB is kept.
+#
+# The serial collector: G1, the JVM's choice on 2 cores or more, marks the heap in threads of
+# its own, beside the workers, and a small run's driver heap needs none of it. The same 600
+# images on a 2-core Zen 5, three pairs alternated: 32.5-36.7 s against 33.4-40.1 s, 2.2-7.0
+# CPU-s less in each pair (bench/README.md, Results).
+SMALL_RUN_BELOW_FILES = 2000
 C1_ONLY = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
+SERIAL_GC = "-XX:+UseSerialGC"
+SMALL_RUN_JVM = f"{C1_ONLY} {SERIAL_GC}"
+# A collector named in a user's own options: the JVM refuses to start with two.
+_CHOSEN_GC = re.compile(r"-XX:\+Use\w+GC\b")
 
 
-def jit_options(input_files: int | None) -> str:
-    """The driver JVM's compiler options for a run of `input_files` (None: not known)."""
-    small = input_files is not None and input_files < C1_ONLY_BELOW_FILES
-    return f" {C1_ONLY}" if small else ""
+def small_run_options(input_files: int | None, user_options: str = "") -> str:
+    """The driver JVM's options for a run of `input_files` (None: not known), beside the
+    user's own spark.driver.extraJavaOptions, which come after them and win."""
+    if input_files is None or input_files >= SMALL_RUN_BELOW_FILES:
+        return ""
+    return f" {C1_ONLY}" if _CHOSEN_GC.search(user_options) else f" {SMALL_RUN_JVM}"
 
 
 def spark_settings(config: Config, input_files: int | None = None) -> dict[str, str]:
+    chosen = {}  # the user's --spark-conf: applied last, so it wins
+    for item in config.spark_conf:
+        key, _, value = item.partition("=")
+        chosen[key.strip()] = value.strip()
     settings = {
         **TUNING,
         **(DRIVER_LISTING if runs_locally(config) else {}),
@@ -166,16 +183,14 @@ def spark_settings(config: Config, input_files: int | None = None) -> dict[str, 
         settings["spark.driver.defaultJavaOptions"] = (
             console.java_options(config.verbose)
             + jvm_archive.java_options()
-            + jit_options(input_files)
+            + small_run_options(input_files, chosen.get("spark.driver.extraJavaOptions", ""))
         )
         settings["spark.jars"] = ",".join(str(jar) for jar in jars.ensure_jars(config.jars_dir))
         # A fixed bound: the job streams (20 000 images pass in it, `make chaos`), and without
         # one the JVM's heap grows toward a quarter of the machine with the work it is given.
         settings["spark.driver.memory"] = "2g"
         settings["spark.local.dir"] = str(scratch_dir())
-    for item in config.spark_conf:
-        key, _, value = item.partition("=")
-        settings[key.strip()] = value.strip()
+    settings.update(chosen)
     return settings
 
 
@@ -229,7 +244,7 @@ def start_session(
     config: Config, app_name: str = "fruitlens", input_files: int | None = None
 ) -> SparkSession:
     """The session for a command; `input_files`, when the command has listed its input, lets
-    a small run's local JVM skip the optimising compiler (C1_ONLY_BELOW_FILES)."""
+    a small run's local JVM start with SMALL_RUN_JVM (SMALL_RUN_BELOW_FILES)."""
     from pyspark import SparkConf
     from pyspark.sql import SparkSession
 

@@ -10,11 +10,11 @@ from support import jvm
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _c1_only_driver_jvms() -> Iterator[None]:
-    """Every fruitlens process the tier starts compiles with C1 only (support.jvm), set through
-    the channel a user has, the setting's own variable. A test that passes --spark-conf itself
-    replaces it, as a flag replaces the environment, so such a test passes the option again
-    (support.jvm.DRIVER_FLAGS)."""
+def _small_run_driver_jvms() -> Iterator[None]:
+    """Every fruitlens process the tier starts has a small run's JVM options (support.jvm),
+    set through the channel a user has, the setting's own variable. A test that passes
+    --spark-conf itself replaces it, as a flag replaces the environment, so such a test passes
+    the options again (support.jvm.DRIVER_FLAGS)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FRUITLENS_SPARK_CONF", jvm.DRIVER_OPTIONS)
         yield

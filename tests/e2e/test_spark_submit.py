@@ -57,8 +57,9 @@ def test_settings_built_by_the_job_reach_the_executors(s3_server: Any, tmp_path:
     classpath = ",".join(str(jar) for jar in jars.ensure_jars())
     proc = subprocess.run(
         [str(spark_submit), "--master", "local-cluster[1,1,1024]", "--jars", classpath,
-         # C1 only (support.jvm), in the driver as in the executor's JVM of its own.
-         "--conf", jvm.DRIVER_OPTIONS, "--conf", f"spark.executor.extraJavaOptions={jvm.C1_ONLY}",
+         # A small run's JVM (support.jvm), in the driver as in the executor's JVM of its own.
+         "--conf", jvm.DRIVER_OPTIONS,
+         "--conf", f"spark.executor.extraJavaOptions={jvm.SMALL_RUN_JVM}",
          str(tmp_path / "job.py"), str(tmp_path / "job.yaml")],
         env={**os.environ, "PYSPARK_PYTHON": sys.executable},
         capture_output=True,

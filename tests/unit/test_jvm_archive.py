@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -52,16 +53,38 @@ def test_the_driver_maps_the_archive_only_once_recorded(fake_java: Path):
 
 
 @pytest.mark.parametrize(
-    ("input_files", "c1_only"),
+    ("input_files", "small"),
     [
         (None, False),
         (1, True),
-        (session.C1_ONLY_BELOW_FILES - 1, True),
-        (session.C1_ONLY_BELOW_FILES, False),
+        (session.SMALL_RUN_BELOW_FILES - 1, True),
+        (session.SMALL_RUN_BELOW_FILES, False),
     ],
 )
-def test_a_small_run_s_driver_compiles_with_c1_only(input_files: int | None, c1_only: bool):
+def test_a_small_run_s_driver_has_c1_only_and_the_serial_collector(
+    input_files: int | None, small: bool
+):
     options = session.spark_settings(JARS, input_files)["spark.driver.defaultJavaOptions"]
-    assert ("-XX:TieredStopAtLevel=1" in options) == c1_only
+    assert ("-XX:TieredStopAtLevel=1" in options) == small
     # The code cache keeps the tiered default: C1 alone would shrink it to 48 MiB.
-    assert ("-XX:ReservedCodeCacheSize=240m" in options) == c1_only
+    assert ("-XX:ReservedCodeCacheSize=240m" in options) == small
+    assert ("-XX:+UseSerialGC" in options) == small
+
+
+def java_starts(*options: str) -> subprocess.CompletedProcess:
+    java = jvm_archive.java_binary()
+    return subprocess.run([java, *options, "-version"], capture_output=True, text=True)
+
+
+def test_a_collector_the_user_names_replaces_the_serial_one():
+    mine = "-XX:+UseParallelGC"
+    chosen = dataclasses.replace(JARS, spark_conf=[f"spark.driver.extraJavaOptions={mine}"])
+    settings = session.spark_settings(chosen, input_files=10)
+    options = settings["spark.driver.defaultJavaOptions"]
+    assert "-XX:TieredStopAtLevel=1" in options and "UseSerialGC" not in options
+    # Spark's launcher puts the user's options after the job's: the JVM starts with both.
+    started = java_starts(*options.split(), *settings["spark.driver.extraJavaOptions"].split())
+    assert started.returncode == 0, started.stderr
+    # Which it would refuse with the serial collector left in.
+    refused = java_starts(*session.SMALL_RUN_JVM.split(), mine)
+    assert "Multiple garbage collectors selected" in refused.stderr + refused.stdout
