@@ -80,8 +80,8 @@ run: venv jars native-linalg ## the main job: DATA=folder|s3a://... (default: fe
 #   whole run) are made once (the venv, the s3a jars);
 # - e2e: tests/e2e, fruitlens as a process (a JVM per run, S3 over HTTP, a headless browser),
 #   in two pytest processes: its S3 fault story waits on retries and timeouts for minutes;
-# - deploy: the Kubernetes tool builds (a Go build of about 15 minutes on 2 cores, once per
-#   cache), then tests/deploy.
+# - deploy: the Kubernetes tool builds (about 4.5 minutes of both cores alone, 8 CPU-minutes,
+#   once per cache), then tests/deploy.
 # On 2 cores the lanes fill each other's idle time (JVM and TensorFlow start-up, S3 round trips,
 # process waits); with a warm cache the deploy lane's build is a no-op. Each lane measures the
 # coverage of app/ into its own file; `make test` combines them and prints the table.
