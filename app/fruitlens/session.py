@@ -154,7 +154,7 @@ SMALL_RUN_JVM = f"{C1_ONLY} {SERIAL_GC}"
 _CHOSEN_GC = re.compile(r"-XX:\+Use\w+GC\b")
 
 
-def small_run_options(input_files: int | None, user_options: str = "") -> str:
+def small_run_options(input_files: int | None, user_options: str) -> str:
     """The driver JVM's options for a run of `input_files` (None: not known), beside the
     user's own spark.driver.extraJavaOptions, which come after them and win."""
     if input_files is None or input_files >= SMALL_RUN_BELOW_FILES:
