@@ -162,11 +162,17 @@ def small_run_options(input_files: int | None, user_options: str) -> str:
     return f" {C1_ONLY}" if _CHOSEN_GC.search(user_options) else f" {SMALL_RUN_JVM}"
 
 
-def spark_settings(config: Config, input_files: int | None = None) -> dict[str, str]:
-    chosen = {}  # the user's --spark-conf: applied last, so it wins
+def chosen_settings(config: Config) -> dict[str, str]:
+    """The user's own --spark-conf KEY=VALUE items, by key."""
+    chosen = {}
     for item in config.spark_conf:
         key, _, value = item.partition("=")
         chosen[key.strip()] = value.strip()
+    return chosen
+
+
+def spark_settings(config: Config, input_files: int | None = None) -> dict[str, str]:
+    chosen = chosen_settings(config)  # applied last, so the user's win
     settings = {
         **TUNING,
         **(DRIVER_LISTING if runs_locally(config) else {}),
@@ -262,7 +268,7 @@ def start_session(
         # Outside a cluster nothing needs to reach the driver from another machine: the UI
         # (which binds SPARK_LOCAL_IP, else every interface) and the RPC stay on loopback.
         os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
-    explicit = {item.partition("=")[0].strip() for item in config.spark_conf}
+    explicit = chosen_settings(config).keys()
     for key, value in spark_settings(config, input_files).items():
         if key in explicit or not existing.contains(key):
             builder = builder.config(key, value)
