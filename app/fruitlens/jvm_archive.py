@@ -16,9 +16,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fruitlens import checksum, jars, paths
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyspark.sql import SparkSession
 
 # Recording starts a JVM, runs a few tiny jobs and writes ~200 MB: well under a minute.
 RECORD_TIMEOUT_S = 300
@@ -32,17 +38,25 @@ def java_binary() -> Path:
 
 
 def archive_path() -> Path:
-    """Named after Spark's version, its install folder and the java binary: the JVM maps an
-    archive only with the class path it was recorded with, so another JDK, Spark or venv (a
-    second clone) records its own instead of failing to map this one."""
+    """Named after Spark's version, its install folder, the java binary and this module: the
+    JVM maps an archive only with the class path it was recorded with, so another JDK, Spark or
+    venv (a second clone) records its own instead of failing to map this one, and a changed
+    recording (what `load_the_classes_a_run_loads` does) is recorded anew."""
+    return _archives_folder() / f"{_install_prefix()}-{checksum.sha256(Path(__file__))[:8]}.jsa"
+
+
+def _archives_folder() -> Path:
+    return paths.cache_dir() / "jvm"
+
+
+def _install_prefix() -> str:
     java = java_binary()
     stamp = java.stat() if java.exists() else None
     identity = (
         f"{java}|{stamp.st_size if stamp else 0}|{stamp.st_mtime_ns if stamp else 0}"
         f"|{jars.pyspark_home()}"
     )
-    key = checksum.sha256(identity.encode("utf-8"))[:12]
-    return paths.cache_dir() / "jvm" / f"spark-{jars.spark_version()}-{key}.jsa"
+    return f"spark-{jars.spark_version()}-{checksum.sha256(identity.encode('utf-8'))[:12]}"
 
 
 def java_options() -> str:
@@ -54,48 +68,71 @@ def java_options() -> str:
 
 
 def record() -> Path | None:
-    """The archive, recorded first if missing. The JVM writes it when it exits, so a child
-    process runs the session and is waited for; the file is renamed into place only then, and
-    a half-written archive is never mapped."""
+    """The archive, recorded first if missing. The JVM writes it as it exits, so a child
+    process runs the session and waits for its JVM to end; the file is renamed into place only
+    when that child succeeded, and a half-written archive is never mapped."""
     archive = archive_path()
     if archive.is_file():
         return archive
     archive.parent.mkdir(parents=True, exist_ok=True)
     partial = archive.with_name(f"{archive.name}.{os.getpid()}.partial")
     command = [sys.executable, "-m", "fruitlens.jvm_archive", "--write-at-exit", str(partial)]
-    subprocess.run(command, capture_output=True, timeout=RECORD_TIMEOUT_S, check=False)
-    if not partial.is_file():
+    done = subprocess.run(command, capture_output=True, timeout=RECORD_TIMEOUT_S, check=False)
+    if done.returncode != 0 or not partial.is_file():
+        partial.unlink(missing_ok=True)
         return None
     partial.replace(archive)
+    # This install's archives of older recordings (200 MB each) are mapped by no new JVM.
+    for older in _archives_folder().glob(f"{_install_prefix()}*.jsa"):
+        if older != archive:
+            older.unlink(missing_ok=True)
     return archive
 
 
-def _load_the_classes_a_run_loads(partial: str) -> None:
-    """A local session doing one small thing of each kind a run does: SQL, a pandas UDF over
-    Arrow, Parquet, the scaler, PCA, the label index and a logistic regression."""
+def load_the_classes_a_run_loads(spark: SparkSession) -> int:
+    """One small thing of each kind a run does: SQL, a pandas UDF over Arrow, Parquet, the
+    scaler, PCA, the label index and a logistic regression. Returns the rows that went
+    through the pandas UDF."""
     from pyspark.ml.classification import LogisticRegression
     from pyspark.ml.linalg import Vectors
 
-    from fruitlens import session
-    from fruitlens.config import Config
     from fruitlens.pipeline import classify
 
-    # Added to the job's own options (spark.driver.defaultJavaOptions), as a user's would be.
-    options = f"-XX:ArchiveClassesAtExit={partial}"
-    config = Config(master="local[1]", spark_conf=[f"spark.driver.extraJavaOptions={options}"])
-    spark = session.start_session(config.validate(), "fruitlens-jvm-archive")
     rows = [(Vectors.dense([float(i % 3), float(i)]), f"class {i % 2}") for i in range(8)]
     frame = spark.createDataFrame(rows, ["features", "label"])
     prepared = classify.preparation(2).fit(frame).transform(frame)
     LogisticRegression(featuresCol="pca", labelCol=classify.LABEL_INDEX, maxIter=2).fit(prepared)
     with tempfile.TemporaryDirectory() as folder:
         frame.write.parquet(f"{folder}/frame")
-        spark.read.parquet(f"{folder}/frame").mapInPandas(iter, frame.schema).count()
+        return spark.read.parquet(f"{folder}/frame").mapInPandas(same_batches, frame.schema).count()
+
+
+def same_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    # A def, not the builtin iter: pyspark inspects the function's signature, which iter lacks.
+    return batches
+
+
+def _write_at_exit(partial: str) -> None:
+    """A local session that loads what a run loads, then its JVM's exit, waited for: the JVM
+    writes the archive (~200 MB) only then, and this process must not end before it has."""
+    from pyspark import SparkContext
+
+    from fruitlens import session
+    from fruitlens.config import Config
+
+    # Added to the job's own options (spark.driver.defaultJavaOptions), as a user's would be.
+    options = f"-XX:ArchiveClassesAtExit={partial}"
+    config = Config(master="local[1]", spark_conf=[f"spark.driver.extraJavaOptions={options}"])
+    spark = session.start_session(config.validate(), "fruitlens-jvm-archive")
+    load_the_classes_a_run_loads(spark)
     spark.stop()
+    jvm = SparkContext._gateway.proc  # type: ignore[union-attr]
+    jvm.stdin.close()  # Spark's gateway server exits when its stdin ends
+    jvm.wait(timeout=RECORD_TIMEOUT_S)
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--write-at-exit"]:
-        _load_the_classes_a_run_loads(sys.argv[2])
+        _write_at_exit(sys.argv[2])
     else:
         print(record() or "no archive: this JVM could not record one")

@@ -1,4 +1,5 @@
-"""What the job's session settings give its Python workers, seen from inside a task."""
+"""What the job's session settings give its Python workers, seen from inside a task; and the
+work the class archive is recorded from (fruitlens.jvm_archive), run on a session."""
 
 from __future__ import annotations
 
@@ -20,3 +21,12 @@ def test_python_workers_run_under_the_fruitlens_daemon(spark: SparkSession):
     # Several tasks, so the reused worker's later tasks are seen too.
     found = spark.sparkContext.parallelize(range(6), 6).mapPartitions(watcher).collect()
     assert found == ["PathWatch"] * 6
+
+
+def test_the_archive_recording_runs_every_kind_of_job_it_names(spark: SparkSession):
+    """`make jars` records the archive in a child process whose failure only means no archive:
+    an error part way (the builtin `iter` given to mapInPandas, which pyspark cannot inspect,
+    once stopped it before the pandas UDF) would leave its later classes out unnoticed."""
+    from fruitlens import jvm_archive
+
+    assert jvm_archive.load_the_classes_a_run_loads(spark) == 8

@@ -52,6 +52,37 @@ def test_the_driver_maps_the_archive_only_once_recorded(fake_java: Path):
     assert settings["spark.driver.defaultJavaOptions"] == driver_options()
 
 
+def test_a_recording_is_installed_only_whole_and_replaces_this_install_s_older_ones(
+    fake_java: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The recording child (a JVM session, a minute; `make jars` runs it for real) stands in
+    here as a function writing the file it is given, then exiting 1 or 0."""
+    archive = jvm_archive.archive_path()
+    archive.parent.mkdir(parents=True)
+    older = archive.with_name(archive.name.rsplit("-", 1)[0] + ".jsa")  # before the module key
+    older.write_bytes(b"an older recording")
+    elsewhere = archive.with_name("spark-4.0.4-000000000000-00000000.jsa")
+    elsewhere.write_bytes(b"another clone's")
+
+    def child_exiting(code: int):
+        def run(command: list[str], **_: object) -> subprocess.CompletedProcess:
+            Path(command[-1]).write_bytes(b"recorded")
+            return subprocess.CompletedProcess(command, code)
+
+        return run
+
+    monkeypatch.setattr(jvm_archive.subprocess, "run", child_exiting(1))
+
+    def names() -> set[str]:
+        return {path.name for path in archive.parent.iterdir()}
+
+    assert jvm_archive.record() is None
+    assert names() == {older.name, elsewhere.name}  # no archive, no partial file left
+    monkeypatch.setattr(jvm_archive.subprocess, "run", child_exiting(0))
+    assert jvm_archive.record() == archive
+    assert names() == {archive.name, elsewhere.name}
+
+
 @pytest.mark.parametrize(
     ("input_files", "small"),
     [
