@@ -53,10 +53,13 @@ def test_settings_built_by_the_job_reach_the_executors(s3_server: Any, tmp_path:
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(settings))
     (tmp_path / "job.py").write_text(JOB)
     spark_submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
-    # The image has the jars on Spark's class path; here they come from the cache.
-    classpath = ",".join(str(jar) for jar in jars.ensure_jars())
+    # On Spark's class path, as in the image (docker/Dockerfile puts them in /opt/spark/jars),
+    # not --jars: the executor would fetch the 558 MB AWS SDK bundle from the driver.
+    classpath = os.pathsep.join(str(jar) for jar in jars.ensure_jars())
     proc = subprocess.run(
-        [str(spark_submit), "--master", "local-cluster[1,1,1024]", "--jars", classpath,
+        [str(spark_submit), "--master", "local-cluster[1,1,1024]",
+         "--driver-class-path", classpath,
+         "--conf", f"spark.executor.extraClassPath={classpath}",
          # A small run's JVM (support.jvm), in the driver as in the executor's JVM of its own.
          "--conf", jvm.DRIVER_OPTIONS,
          "--conf", f"spark.executor.extraJavaOptions={jvm.SMALL_RUN_JVM}",

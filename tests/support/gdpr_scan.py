@@ -22,7 +22,7 @@ FAKE_CREDENTIALS = {
     "AWS_SESSION_TOKEN": FAKE_TOKEN,
 }
 IMAGE_METADATA = (b"Jeanne Grower", b"SERIAL-4242-XYZ", b"Exif\x00\x00")
-SPARK_FLAGS = ("--master", "local[2]", "--spark-conf", "spark.ui.enabled=false", *jvm.DRIVER_FLAGS)
+SPARK_FLAGS = ("--master", "local[1]", "--spark-conf", "spark.ui.enabled=false", *jvm.DRIVER_FLAGS)
 
 
 @dataclass
