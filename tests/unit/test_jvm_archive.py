@@ -61,7 +61,7 @@ def test_a_recording_is_installed_only_whole_and_replaces_this_install_s_older_o
     archive.parent.mkdir(parents=True)
     older = archive.with_name(archive.name.rsplit("-", 1)[0] + ".jsa")  # before the module key
     older.write_bytes(b"an older recording")
-    elsewhere = archive.with_name("spark-4.0.4-000000000000-00000000.jsa")
+    elsewhere = archive.with_name(f"spark-{jars.spark_version()}-000000000000-00000000.jsa")
     elsewhere.write_bytes(b"another clone's")
 
     def child_exiting(code: int):
@@ -71,11 +71,10 @@ def test_a_recording_is_installed_only_whole_and_replaces_this_install_s_older_o
 
         return run
 
-    monkeypatch.setattr(jvm_archive.subprocess, "run", child_exiting(1))
-
     def names() -> set[str]:
         return {path.name for path in archive.parent.iterdir()}
 
+    monkeypatch.setattr(jvm_archive.subprocess, "run", child_exiting(1))
     assert jvm_archive.record() is None
     assert names() == {older.name, elsewhere.name}  # no archive, no partial file left
     monkeypatch.setattr(jvm_archive.subprocess, "run", child_exiting(0))
