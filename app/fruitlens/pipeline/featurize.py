@@ -80,7 +80,8 @@ REPORTED_FLAGS = (
 # float32 under `auto` (`--precision bf16` still forces it). bench/README.md says how to add one.
 # None yet. On 2 400 real images, bf16 features kept a cosine of 0.99999 and accuracy, macro-F1
 # and PCA k within their limits, but Test predictions changed: 4 of 598 with AMX (Xeon,
-# bench/results/20261201T055849Z.json), 6 of 598 with AVX512_BF16 (Zen 5,
+# bench/results/20261201T055849Z.json, and again 20261202T124128Z.json, where grappler's bf16
+# rewrite, tried by hand, changed the same four), 6 of 598 with AVX512_BF16 (Zen 5,
 # bench/results/20261202T043934Z.json).
 AUTO_BF16_VERIFIED: dict[str, str] = {}
 
