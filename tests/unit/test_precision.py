@@ -57,7 +57,7 @@ def test_each_worker_resolves_the_precision_from_its_own_flags(tmp_path: Path):
     assert choose_precision("auto", c7i, amx_verified)[0] == BF16
     assert choose_precision("auto", c7a, amx_verified)[0] == FP32
     assert choose_precision("auto", c6i, amx_verified)[0] == FP32
-    # Without a verdict (none recorded today), auto stays float32 everywhere, and says why.
+    # Without a verdict for its flags, auto stays float32, and says why.
     precision, why = choose_precision("auto", c7i, {})
     assert precision == FP32 and "not verified" in why
     for cpu in (c6i, c7a, c7i):
