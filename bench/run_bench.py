@@ -366,8 +366,6 @@ class Bench:
             "fruitlens_vs_roofline": ratio(featurize, roof),
             "keras_vs_roofline": ratio(keras, roof),
             "fruitlens_end_to_end_vs_keras": ratio(first.get("images_per_s"), keras),
-            # The largest scale amortises the fixed costs (JVM, worker start, model builds).
-            "fruitlens_largest_scale_vs_keras": ratio(largest.get("featurize_images_per_s"), keras),
         }
         bf16_values, bf16_ratios, bf16_rules = self.bf16_summary(keras, largest)
         values.update(bf16_values)
