@@ -163,7 +163,8 @@ def fruitlens_run(
     timings = manifest.get("timings_s", {})
     featurize_s = timings.get("featurize")
     return {
-        "command": " ".join(command[1:]),
+        # The shared subset is read in place: shown as the repository sees it, not this machine.
+        "command": " ".join(command[1:]).replace(str(REPO.parent), ".."),
         "images": images,
         "wall_s": round(wall, 2),
         "images_per_s": round(images / wall, 3),
