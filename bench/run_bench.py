@@ -716,7 +716,6 @@ def run_steps(
             candidate,
         ),
     )
-    reference, other = first_output, outputs / "x1-bf16"
     quality_runs = {"bf16": (candidate, None)}
     if "amx_bf16" in bf16_flags and "avx512" not in skip:
         # What an AVX512_BF16-only CPU (c7a-class) computes: the same check, oneDNN capped.
