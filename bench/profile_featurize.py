@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--weights", default="seeded:0")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--image-size", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"))
     args = parser.parse_args()
 
