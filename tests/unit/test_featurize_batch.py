@@ -5,11 +5,13 @@ the bookkeeping around it (order, batching, which rows reach the network, reason
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from fruitlens.pipeline import decode
+from fruitlens.pipeline import decode, featurize
 from fruitlens.pipeline.featurize import FeaturizerSpec, WorkerModel, featurize_batch
 from support.fakes import FEATURE_DIM, pooled_colours, stand_in
 from support.images import bad_inputs, rgb_jpeg
@@ -87,3 +89,23 @@ def test_batch_size_does_not_change_the_features(batch_size: int):
     out = featurize_batch(contents, refusals, spec, stand_in)
     for left, right in zip(reference["features"], out["features"], strict=True):
         np.testing.assert_array_equal(left, right)
+
+
+def test_a_worker_s_model_is_built_once_and_kept_out_of_the_collector_s_walks(monkeypatch):
+    """PySpark's reused workers run gc.collect() after every task; what the model holds (with
+    TensorFlow and Keras, ~400 000 objects) is frozen once built, so those walks skip it."""
+    built: list[FeaturizerSpec] = []
+
+    def build(spec: FeaturizerSpec) -> WorkerModel:
+        built.append(spec)
+        return stand_in()
+
+    monkeypatch.setattr(featurize, "_build_model", build)
+    monkeypatch.setattr(featurize, "_WORKER_MODELS", {})
+    try:
+        model = featurize.worker_model(SPEC)
+        assert featurize.worker_model(SPEC) is model and built == [SPEC]
+        assert gc.get_freeze_count() > 0
+        assert not any(tracked is model for tracked in gc.get_objects())
+    finally:
+        gc.unfreeze()  # this test process's objects go back to the collector

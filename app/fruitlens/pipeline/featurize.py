@@ -11,6 +11,7 @@ the images.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -193,6 +194,12 @@ _WORKER_MODELS: dict[FeaturizerSpec, WorkerModel] = {}
 def worker_model(spec: FeaturizerSpec) -> WorkerModel:
     if spec not in _WORKER_MODELS:
         _WORKER_MODELS[spec] = _build_model(spec)
+        # TensorFlow, Keras and the network are ~400 000 Python objects that live as long as
+        # the worker, and a reused worker runs a full gc.collect() after every task
+        # (pyspark/daemon.py): ~0.2 s of each featurize task spent walking them. Frozen, the
+        # collector skips them; nothing in them is garbage (collected just before).
+        gc.collect()
+        gc.freeze()
     return _WORKER_MODELS[spec]
 
 
