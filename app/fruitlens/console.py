@@ -70,6 +70,29 @@ def worker_environment(verbosity: int | None) -> dict[str, str]:
     return environment
 
 
+# Keras imports these when they are installed, for parts fruitlens never calls: its
+# scikit-learn wrapper (keras/src/wrappers/fixes.py) and its image-gallery plot
+# (keras/src/visualization). Both imports are optional there (ImportError is caught), and they
+# were 0.9 s of the 4.4 s a featurize worker spent importing Keras (python -X importtime,
+# 2026-12-02). A process that needs them later imports them as usual.
+KERAS_EXTRAS = ("sklearn", "matplotlib")
+
+
+@contextmanager
+def hidden_modules(names: tuple[str, ...]) -> Iterator[None]:
+    """While the block runs, `import NAME` raises ImportError for each of `names` that this
+    process has not imported yet (Python's sys.modules convention for a blocked import)."""
+    hidden = [name for name in names if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
+
 def quiet_tensorflow() -> None:
     """Import TensorFlow and Keras at the verbosity the driver chose (FRUITLENS_VERBOSE, passed to
     the workers too), before any model is built.
@@ -81,11 +104,11 @@ def quiet_tensorflow() -> None:
     TensorFlow's follow the verbosity.
     """
     chosen = level(int(os.environ.get("FRUITLENS_VERBOSE", "0") or 0))
+    if "keras" not in sys.modules:
+        with native_stderr_to_null(enabled=chosen == QUIET), hidden_modules(KERAS_EXTRAS):
+            import keras  # noqa: F401  (Keras imports TensorFlow)
     if chosen == EVERYTHING:
         return
-    if "tensorflow" not in sys.modules:
-        with native_stderr_to_null(enabled=chosen == QUIET):
-            import keras  # noqa: F401  (Keras imports TensorFlow)
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.ERROR if chosen == QUIET else absl_logging.WARNING)
