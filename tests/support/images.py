@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 
@@ -32,6 +33,7 @@ def gps_exif_jpeg() -> bytes:
     return encode(image, "JPEG", exif=exif.tobytes(), quality=95)
 
 
+@functools.cache  # encoding its 400 M pixels takes 0.7 s, and bad_inputs() is called per test
 def bomb_png(side: int = 20000) -> bytes:
     """20000 x 20000 pixels in a few kB: a decompression bomb if anyone decodes it."""
     return encode(Image.new("1", (side, side)), "PNG", optimize=False)
