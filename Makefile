@@ -10,6 +10,11 @@ BIN := $(VENV)/bin
 export FRUITLENS_CACHE ?= $(HOME)/.cache/fruitlens
 export PIP_CACHE_DIR ?= $(FRUITLENS_CACHE)/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# uv installs the venv (and locks the image's constraints, mk/image.mk): from its cache it
+# hard-links the 140 packages in seconds, where pip unpacked and byte-compiled them for a minute.
+UV_VERSION ?= 0.13.8
+UV := $(FRUITLENS_CACHE)/uv-$(UV_VERSION)/bin/uv
+export UV_CACHE_DIR ?= $(FRUITLENS_CACHE)/uv
 # Tests and the demo read the shared Fruits-360 subset through this setting.
 export FRUITLENS_DATASET ?= $(abspath ../shared/datasets/fruits360)
 
@@ -46,11 +51,17 @@ help: ## list the targets
 
 venv: $(VENV)/.installed ## create .venv with fruitlens and its test tools
 
-$(VENV)/.installed: pyproject.toml
+# The cache alone first: with every package in it, resolving needs no round trip to the index
+# (2 s instead of 11 with revalidation); a new or changed requirement falls back to the index.
+$(VENV)/.installed: pyproject.toml | $(UV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(UV) pip install --quiet --python $(BIN)/python --offline -e '.[test]' 2>/dev/null \
+	  || $(UV) pip install --quiet --python $(BIN)/python -e '.[test]'
 	touch $@
+
+$(UV):
+	$(PYTHON) -m venv $(abspath $(dir $@)..)
+	$(abspath $(dir $@)..)/bin/pip install --quiet uv==$(UV_VERSION)
 
 # Linters are not tests: they run here, and `make test` runs this first. helm lint and checkov
 # stay in tests/deploy: they validate the rendered chart and manifests against the cluster's and

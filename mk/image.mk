@@ -11,8 +11,6 @@ DOCKER ?= $(shell docker info >/dev/null 2>&1 && echo docker || command -v podma
 IMAGE_BUILD_FLAGS ?= $(if $(findstring podman,$(DOCKER)),--format docker)
 IMAGE_CACHE := $(FRUITLENS_CACHE)/image
 STANDIN_IMAGE ?= localhost/fruitlens-standin-base:$(SPARK_VERSION)
-IMAGE_TOOLS_VENV := $(IMAGE_CACHE)/tools
-UV_VERSION ?= 0.13.8
 # podman reads this instead of /etc/containers: runc (crun is not installed on Debian 12 by
 # default and this VM has cgroup v1) and ulimits that fit an unprivileged VM's limits.
 export CONTAINERS_CONF := $(IMAGE_CACHE)/containers.conf
@@ -51,9 +49,5 @@ image-test: venv image-standin-base ## build docker/Dockerfile with podman and r
 	FRUITLENS_IMAGE_TEST=1 STANDIN_IMAGE=$(STANDIN_IMAGE) IMAGE_CACHE=$(IMAGE_CACHE) \
 	  $(BIN)/pytest -v tests/deploy/test_image.py $(IMAGE_TEST_ARGS)
 
-$(IMAGE_TOOLS_VENV)/bin/uv:
-	$(PYTHON) -m venv $(IMAGE_TOOLS_VENV)
-	$(IMAGE_TOOLS_VENV)/bin/pip install --quiet uv==$(UV_VERSION)
-
-constraints: $(IMAGE_TOOLS_VENV)/bin/uv ## re-lock docker/constraints.txt from pyproject.toml
-	$(IMAGE_TOOLS_VENV)/bin/python docker/compile_constraints.py --uv $(IMAGE_TOOLS_VENV)/bin/uv
+constraints: $(UV) ## re-lock docker/constraints.txt from pyproject.toml
+	$(PYTHON) docker/compile_constraints.py --uv $(UV)
