@@ -13,7 +13,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # uv installs the venv (and locks the image's constraints, mk/image.mk): from its cache it
 # hard-links the 140 packages and byte-compiles them on every core, where pip took a minute.
 UV_VERSION ?= 0.13.8
-UV := $(FRUITLENS_CACHE)/uv-$(UV_VERSION)/bin/uv
+UV_HOME := $(FRUITLENS_CACHE)/uv-$(UV_VERSION)
+UV := $(UV_HOME)/bin/uv
 export UV_CACHE_DIR ?= $(FRUITLENS_CACHE)/uv
 # Tests and the demo read the shared Fruits-360 subset through this setting.
 export FRUITLENS_DATASET ?= $(abspath ../shared/datasets/fruits360)
@@ -62,8 +63,8 @@ $(VENV)/.installed: pyproject.toml | $(UV)
 	touch $@
 
 $(UV):
-	$(PYTHON) -m venv $(abspath $(dir $@)..)
-	$(abspath $(dir $@)..)/bin/pip install --quiet uv==$(UV_VERSION)
+	$(PYTHON) -m venv $(UV_HOME)
+	$(UV_HOME)/bin/pip install --quiet uv==$(UV_VERSION)
 
 # Linters are not tests: they run here, and `make test` runs this first. helm lint and checkov
 # stay in tests/deploy: they validate the rendered chart and manifests against the cluster's and
