@@ -38,11 +38,24 @@ def java_binary() -> Path:
 
 
 def archive_path() -> Path:
-    """Named after Spark's version, its install folder, the java binary and this module: the
-    JVM maps an archive only with the class path it was recorded with, so another JDK, Spark or
-    venv (a second clone) records its own instead of failing to map this one, and a changed
-    recording (what `load_the_classes_a_run_loads` does) is recorded anew."""
-    return _archives_folder() / f"{_install_prefix()}-{checksum.sha256(Path(__file__))[:8]}.jsa"
+    """Named after the install (Spark's version, its folder, the java binary), then after the
+    recording (this module and the jars on the class path): the JVM maps an archive only with
+    the class path it was recorded with, down to each jar's size and modification time, and
+    refuses any other silently. So another JDK, Spark or venv (a second clone) records its own,
+    and so do a venv made anew in the same folder and a changed recording (what
+    `load_the_classes_a_run_loads` does), instead of starting without one."""
+    recording = Path(__file__).read_bytes() + _class_path_stamp()
+    return _archives_folder() / f"{_install_prefix()}-{checksum.sha256(recording)[:8]}.jsa"
+
+
+def _class_path_stamp() -> bytes:
+    """What the JVM compares of each jar on the driver's class path (Spark's jars folder) with
+    the recording before it maps an archive: its name, size and modification time."""
+    stamps = []
+    for jar in sorted((jars.pyspark_home() / "jars").glob("*.jar")):
+        status = jar.stat()
+        stamps.append(f"{jar.name} {status.st_size} {status.st_mtime_ns}\n")
+    return "".join(stamps).encode("utf-8")
 
 
 def _archives_folder() -> Path:

@@ -30,3 +30,21 @@ def test_the_archive_recording_runs_every_kind_of_job_it_names(spark: SparkSessi
     from fruitlens import jvm_archive
 
     assert jvm_archive.load_the_classes_a_run_loads(spark) == 8
+
+
+def test_the_driver_maps_the_recorded_class_archive(spark: SparkSession):
+    """The JVM maps an archive only if the class path's jars are the ones it was recorded with,
+    and otherwise starts without it and says nothing (a venv made anew in place did, for a
+    day). Mapped, the archive file is among the driver's memory mappings."""
+    from pathlib import Path
+
+    from pyspark import SparkContext
+
+    from fruitlens import jvm_archive
+
+    archive = jvm_archive.archive_path()
+    if not archive.is_file():
+        pytest.skip("no archive recorded for this venv: `make jars` records it")
+    # spark-submit's scripts exec the driver's JVM: the launched process is the JVM.
+    driver = SparkContext._gateway.proc.pid  # type: ignore[union-attr]
+    assert str(archive) in Path(f"/proc/{driver}/maps").read_text()

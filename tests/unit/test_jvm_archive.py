@@ -36,6 +36,24 @@ def test_the_archive_is_named_after_spark_and_the_jdk(fake_java: Path, tmp_path:
     assert jvm_archive.archive_path() != archive  # never mapped by a JVM it was not made by
 
 
+def test_a_venv_made_anew_in_the_same_folder_records_anew(
+    fake_java: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Reinstalled in place, Spark's jars keep their names and folder but not their
+    modification times, and the JVM refuses an archive over that, silently: the name changes
+    with them, within the same install, whose older recording record() then removes."""
+    home = tmp_path / "pyspark"
+    (home / "jars").mkdir(parents=True)
+    jar = home / "jars" / "spark-core.jar"
+    jar.write_bytes(b"classes")
+    monkeypatch.setattr(jars, "pyspark_home", lambda: home)
+    archive = jvm_archive.archive_path()
+    os.utime(jar, ns=(0, 10**18))
+    reinstalled = jvm_archive.archive_path()
+    assert reinstalled != archive
+    assert reinstalled.name.rsplit("-", 1)[0] == archive.name.rsplit("-", 1)[0]
+
+
 def test_the_driver_maps_the_archive_only_once_recorded(fake_java: Path):
     def driver_options() -> str:
         return session.spark_settings(JARS)["spark.driver.defaultJavaOptions"]
