@@ -95,11 +95,26 @@ def record() -> Path | None:
         partial.unlink(missing_ok=True)
         return None
     partial.replace(archive)
-    # This install's archives of older recordings (200 MB each) are mapped by no new JVM.
-    for older in _archives_folder().glob(f"{_install_prefix()}*.jsa"):
-        if older != archive:
+    _install_note(archive).write_text(str(jars.pyspark_home()), encoding="utf-8")
+    # 200 MB each, mapped by no new JVM: this install's older recordings, and those of installs
+    # that are gone (a deleted clone's venv).
+    for older in _archives_folder().glob("*.jsa"):
+        if older != archive and (older.name.startswith(_install_prefix()) or _install_gone(older)):
             older.unlink(missing_ok=True)
+            _install_note(older).unlink(missing_ok=True)
     return archive
+
+
+def _install_note(archive: Path) -> Path:
+    """Beside each archive, the Spark install it was recorded for."""
+    return archive.with_suffix(".install")
+
+
+def _install_gone(archive: Path) -> bool:
+    """Whether the Spark install an archive was recorded for no longer exists. An archive
+    without a note (recorded before notes were written) is left alone."""
+    note = _install_note(archive)
+    return note.is_file() and not Path(note.read_text(encoding="utf-8")).is_dir()
 
 
 def load_the_classes_a_run_loads(spark: SparkSession) -> int:

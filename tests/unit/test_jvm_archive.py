@@ -70,8 +70,8 @@ def test_the_driver_maps_the_archive_only_once_recorded(fake_java: Path):
     assert settings["spark.driver.defaultJavaOptions"] == driver_options()
 
 
-def test_a_recording_is_installed_only_whole_and_replaces_this_install_s_older_ones(
-    fake_java: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_recording_is_installed_only_whole_and_replaces_older_and_orphaned_ones(
+    fake_java: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """The recording child (a JVM session, a minute; `make jars` runs it for real) stands in
     here as a function writing the file it is given, then exiting 1 or 0."""
@@ -81,6 +81,9 @@ def test_a_recording_is_installed_only_whole_and_replaces_this_install_s_older_o
     older.write_bytes(b"an older recording")
     elsewhere = archive.with_name(f"spark-{jars.spark_version()}-000000000000-00000000.jsa")
     elsewhere.write_bytes(b"another clone's")
+    deleted = archive.with_name(f"spark-{jars.spark_version()}-111111111111-00000000.jsa")
+    deleted.write_bytes(b"a deleted clone's")
+    deleted.with_suffix(".install").write_text(str(tmp_path / "deleted-clone" / "pyspark"))
 
     def child_exiting(code: int):
         def run(command: list[str], **_: object) -> subprocess.CompletedProcess:
@@ -94,10 +97,13 @@ def test_a_recording_is_installed_only_whole_and_replaces_this_install_s_older_o
 
     monkeypatch.setattr(jvm_archive.subprocess, "run", child_exiting(1))
     assert jvm_archive.record() is None
-    assert names() == {older.name, elsewhere.name}  # no archive, no partial file left
+    # No archive, no partial file left.
+    assert names() == {older.name, elsewhere.name, deleted.name, f"{deleted.stem}.install"}
     monkeypatch.setattr(jvm_archive.subprocess, "run", child_exiting(0))
     assert jvm_archive.record() == archive
-    assert names() == {archive.name, elsewhere.name}
+    # Another clone's stays while its install may exist; a deleted clone's goes.
+    assert names() == {archive.name, f"{archive.stem}.install", elsewhere.name}
+    assert archive.with_suffix(".install").read_text() == str(jars.pyspark_home())
 
 
 @pytest.mark.parametrize(
