@@ -1,9 +1,11 @@
-"""What the job's session settings give its Python workers, seen from inside a task; and the
-work the class archive is recorded from (fruitlens.jvm_archive), run on a session."""
+"""What the job's session settings give its Python workers, seen from inside a task; the work
+the class archive is recorded from (fruitlens.jvm_archive), run on a session; and that the
+session's driver maps that archive."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
@@ -34,10 +36,8 @@ def test_the_archive_recording_runs_every_kind_of_job_it_names(spark: SparkSessi
 
 def test_the_driver_maps_the_recorded_class_archive(spark: SparkSession):
     """The JVM maps an archive only if the class path's jars are the ones it was recorded with,
-    and otherwise starts without it and says nothing (a venv made anew in place did, for a
-    day). Mapped, the archive file is among the driver's memory mappings."""
-    from pathlib import Path
-
+    and otherwise starts without it and says nothing (as it did after a venv was made anew in
+    place). Mapped, the archive file is among the driver's memory mappings."""
     from pyspark import SparkContext
 
     from fruitlens import jvm_archive
