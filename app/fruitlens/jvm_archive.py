@@ -98,8 +98,9 @@ def record() -> Path | None:
     _install_note(archive).write_text(str(jars.pyspark_home()), encoding="utf-8")
     # 200 MB each, mapped by no new JVM: this install's older recordings, and those of installs
     # that are gone (a deleted clone's venv).
+    install = _install_prefix()
     for older in _archives_folder().glob("*.jsa"):
-        if older != archive and (older.name.startswith(_install_prefix()) or _install_gone(older)):
+        if older != archive and (older.name.startswith(install) or _install_gone(older)):
             older.unlink(missing_ok=True)
             _install_note(older).unlink(missing_ok=True)
     return archive
