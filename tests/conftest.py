@@ -121,6 +121,13 @@ def spark(s3_server: s3.S3Server) -> Iterator[SparkSession]:
             "spark.sql.shuffle.partitions=2",
             "spark.ui.showConsoleProgress=false",
             jvm.DRIVER_OPTIONS,  # a small run's JVM: the tier runs a thousand tiny jobs once each
+            # Those jobs see a few rows each, and Janino compiling their generated Java was a
+            # tenth of the tier's JVM samples (JFR): interpreted, they cost less than compiled.
+            # Both paths give the same rows (Spark's own suites check each expression both
+            # ways); the e2e tier's commands and the cluster run keep the job's codegen.
+            # factoryMode is the switch Spark's tests use for it.
+            "spark.sql.codegen.wholeStage=false",
+            "spark.sql.codegen.factoryMode=NO_CODEGEN",
         ]
         config = Config(
             master="local[1]", s3_endpoint=s3_server.endpoint, spark_conf=test_only
