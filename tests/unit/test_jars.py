@@ -10,6 +10,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import pooch
 import pytest
 
 from fruitlens import jars
@@ -54,12 +55,18 @@ def test_fetch_downloads_once_and_verifies_each_time(file_server: Any, tmp_path:
     assert jar.read_bytes() == b"jar bytes" and len(file_server.requested) == 2
 
 
-def test_a_jar_that_does_not_match_the_lock_is_refused(file_server: Any, tmp_path: Path) -> None:
+def test_a_jar_that_does_not_match_the_lock_is_refused(
+    file_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lock = _served_jar(file_server, tmp_path, b"other bytes", locked=b"jar bytes")
     folder = tmp_path / "jars"
+    waits: list[float] = []  # pooch's pauses between attempts, recorded instead of slept
+    monkeypatch.setattr(pooch.core.time, "sleep", waits.append)
     with pytest.raises(jars.JarError, match=r"demo-1\.0\.jar .* sha256 is not the locked one"):
         jars.fetch_locked(jars.read_lock(lock), folder, file_server.url)
     assert not (folder / "demo-1.0.jar").exists()
+    # A mismatch may be a torn transfer: fetched three times, 1 s and 2 s apart, then refused.
+    assert len(file_server.requested) == 3 and waits == [1, 2]
 
 
 def test_a_malformed_lock_line_is_named(tmp_path: Path) -> None:
