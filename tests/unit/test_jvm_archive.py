@@ -73,7 +73,7 @@ def test_the_driver_maps_the_archive_only_once_recorded(fake_java: Path):
 def test_a_recording_is_installed_only_whole_and_replaces_older_and_orphaned_ones(
     fake_java: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """The recording child (a JVM session, a minute; `make jars` runs it for real) stands in
+    """The recording child (a JVM session, about 40 s; `make jars` runs it for real) stands in
     here as a function writing the file it is given, then exiting 1 or 0."""
     archive = jvm_archive.archive_path()
     archive.parent.mkdir(parents=True)
