@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import ipaddress
 import json
 import math
@@ -532,6 +533,14 @@ def _is_loopback_ip(host: str) -> bool:
         return False
 
 
+@functools.cache
+def setting_types() -> dict[str, Any]:
+    """Each setting's type by name. Config's annotations are strings (`from __future__ import
+    annotations`), which get_type_hints compiles anew at every call: the property tests build
+    thousands of configurations, and py-spy put 3 CPU-s of the core test tier here."""
+    return get_type_hints(Config)
+
+
 def fields_for(command: str) -> list[dataclasses.Field[Any]]:
     return [f for f in dataclasses.fields(Config) if command in f.metadata["commands"]]
 
@@ -552,7 +561,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         help="JSON or YAML file of settings (keys as the flags, with underscores). "
         "Example: --config job.yaml",
     )
-    hints = get_type_hints(Config)
+    hints = setting_types()
     for f in fields_for(command):
         kind = hints[f.name]
         help_text = f"{f.metadata['help']} [env {env_name(f.name)}]"
@@ -660,7 +669,7 @@ def build_config(
 ) -> Config:
     """Merge defaults < --config file < FRUITLENS_* environment < flags, then validate."""
     environ = os.environ if environ is None else environ
-    hints = get_type_hints(Config)
+    hints = setting_types()
     known = {f.name for f in dataclasses.fields(Config)}
     from_file = read_config_file(flags["config"]) if flags.get("config") else {}
     unknown = set(from_file) - known

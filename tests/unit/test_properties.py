@@ -7,7 +7,7 @@ import dataclasses
 import json
 import tempfile
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from fruitlens import cli, config
 
-HINTS = get_type_hints(config.Config)
+HINTS = config.setting_types()
 PARSER = cli.build_parser()
 # Booleans take no value on the command line (--x / --no-x): checked separately below.
 VALUED = [f for f in dataclasses.fields(config.Config) if HINTS[f.name] is not bool]
