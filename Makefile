@@ -106,7 +106,10 @@ CORE_TESTS := tests/unit tests/spark -n 2 --dist loadfile
 # on one process while the other sat idle for 3.5 minutes; in the folder's order they split.
 E2E_TESTS := tests/e2e -n 2 --dist loadfile --no-loadscope-reorder
 DEPLOY_TESTS := tests/deploy
-COVERAGE := --cov=fruitlens --cov-report=
+# A bare --cov measures what pyproject.toml's [tool.coverage.run] names: --cov=fruitlens named the
+# package a second time, and coverage then warned at every lane's end that it had never been
+# measured (the second name is never matched).
+COVERAGE := --cov --cov-report=
 # pytest exits 5 when a -k selection leaves one lane with no test: not a failure.
 PYTEST_LANE = COVERAGE_FILE=$(CURDIR)/.coverage.$(2) $(BIN)/python -m pytest $(1) $(COVERAGE) \
 	$(PYTEST_ARGS) || [ $$? -eq 5 ]
