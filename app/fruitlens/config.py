@@ -534,10 +534,11 @@ def _is_loopback_ip(host: str) -> bool:
 
 
 @functools.cache
-def setting_types() -> dict[str, Any]:
-    """Each setting's type by name. Config's annotations are strings (`from __future__ import
-    annotations`), which get_type_hints compiles anew at every call: the property tests build
-    thousands of configurations, and py-spy put 3 CPU-s of the core test tier here."""
+def setting_types() -> Mapping[str, Any]:
+    """Each setting's type by name: one mapping shared by every caller, so read, never
+    changed. Config's annotations are strings (`from __future__ import annotations`), which
+    get_type_hints compiles anew at every call: the property tests build thousands of
+    configurations, and py-spy put 3 CPU-s of the core test tier here."""
     return get_type_hints(Config)
 
 
