@@ -151,8 +151,9 @@ def _write_at_exit(partial: str) -> None:
 
     # Added to the job's own options (spark.driver.defaultJavaOptions), as a user's would be.
     # A small run's JVM (C1 only, serial collector): this one runs a few tiny jobs and exits,
-    # so C2's compiling never pays back (37 s either way, 28 CPU-s against 38 on a 2-core
-    # Xeon). The archive holds classes, not compiled code or heap: a JVM with C2 and G1 maps it.
+    # so C2's compiling never pays back (37 s either way; 37.5 CPU-s against 45.6, user and
+    # system, on a 2-core Xeon). The archive holds classes, not compiled code or heap: a JVM
+    # with C2 and G1 maps it.
     options = f"-XX:ArchiveClassesAtExit={partial} {session.SMALL_RUN_JVM}"
     config = Config(master="local[1]", spark_conf=[f"spark.driver.extraJavaOptions={options}"])
     spark = session.start_session(config.validate(), "fruitlens-jvm-archive")

@@ -60,7 +60,9 @@ def test_a_jar_that_does_not_match_the_lock_is_refused(
 ) -> None:
     lock = _served_jar(file_server, tmp_path, b"other bytes", locked=b"jar bytes")
     folder = tmp_path / "jars"
-    waits: list[float] = []  # pooch's pauses between attempts, recorded instead of slept
+    # pooch's pauses between attempts, recorded instead of slept (pooch.core.time is the time
+    # module itself: any sleep during this test is recorded; nothing else here sleeps).
+    waits: list[float] = []
     monkeypatch.setattr(pooch.core.time, "sleep", waits.append)
     with pytest.raises(jars.JarError, match=r"demo-1\.0\.jar .* sha256 is not the locked one"):
         jars.fetch_locked(jars.read_lock(lock), folder, file_server.url)
