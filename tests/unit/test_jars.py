@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pooch
@@ -60,10 +61,11 @@ def test_a_jar_that_does_not_match_the_lock_is_refused(
 ) -> None:
     lock = _served_jar(file_server, tmp_path, b"other bytes", locked=b"jar bytes")
     folder = tmp_path / "jars"
-    # pooch's pauses between attempts, recorded instead of slept (pooch.core.time is the time
-    # module itself: any sleep during this test is recorded; nothing else here sleeps).
+    # pooch's pauses between attempts, recorded instead of slept. pooch.core's own name for the
+    # time module is replaced, not time.sleep: this process's other threads (the session's)
+    # sleep too, and a process-wide patch recorded their naps as well.
     waits: list[float] = []
-    monkeypatch.setattr(pooch.core.time, "sleep", waits.append)
+    monkeypatch.setattr(pooch.core, "time", SimpleNamespace(sleep=waits.append))
     with pytest.raises(jars.JarError, match=r"demo-1\.0\.jar .* sha256 is not the locked one"):
         jars.fetch_locked(jars.read_lock(lock), folder, file_server.url)
     assert not (folder / "demo-1.0.jar").exists()
