@@ -99,7 +99,12 @@ def seeded_weights_file(seed: int) -> Path:
         else:
             values.append(np.zeros(shape, dtype="float32"))
     model.set_weights(values)
-    partial = target.with_name(target.name.replace(".weights.h5", ".partial.weights.h5"))
+    # Named after this process: several may build it at once into a cold cache (the test lanes,
+    # two runs), and with one shared name each would write into or rename the other's file.
+    # Keras saves only to a name that ends in ".weights.h5".
+    partial = target.with_name(
+        f"{target.name.removesuffix('.weights.h5')}.{os.getpid()}.partial.weights.h5"
+    )
     model.save_weights(partial)
     partial.replace(target)
     return target
