@@ -12,8 +12,9 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from fruitlens import cli, sparkapp
+from fruitlens import sparkapp
 from fruitlens.commands import submit
+from support.cli import invoke
 from support.deploy.harness import CHART, one, render_chart, tool
 
 
@@ -23,24 +24,23 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_dry_run_from_chart_prints_the_rendered_application(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_dry_run_from_chart_prints_the_rendered_application() -> None:
     helm = tool("helm")
     values = str(CHART / "values-eks.yaml")
-    status = cli.main(["submit", "--dry-run", "--helm", helm, "-f", values, "--chart", str(CHART)])
-    assert status == 0
-    printed = list(yaml.safe_load_all(capsys.readouterr().out))
+    result = invoke("submit", "--dry-run", "--helm", helm, "-f", values, "--chart", str(CHART))
+    assert result.code == 0
+    printed = list(yaml.safe_load_all(result.stdout))
     # The application and the settings it mounts, in the order they are created.
     rendered = render_chart("eks")
     assert printed == [one(rendered, "ConfigMap"), one(rendered, "SparkApplication")]
 
 
-def test_dry_run_set_and_release(capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_set_and_release() -> None:
     argv = ["--dry-run", "--helm", tool("helm"), "--release", "nightly", "-n", "batch"]
     argv += ["--set", "config.output=s3a://b/runs/x"]
-    assert cli.main(["submit", *argv]) == 0
-    settings, app = yaml.safe_load_all(capsys.readouterr().out)
+    result = invoke("submit", *argv)
+    assert result.code == 0
+    settings, app = yaml.safe_load_all(result.stdout)
     assert app["metadata"] == {**app["metadata"], "name": "nightly-fruitlens", "namespace": "batch"}
     assert settings["metadata"]["namespace"] == "batch"
     assert yaml.safe_load(settings["data"]["job.yaml"])["output"] == "s3a://b/runs/x"
@@ -48,20 +48,20 @@ def test_dry_run_set_and_release(capsys: pytest.CaptureFixture[str]) -> None:
     assert mounted == {settings["metadata"]["name"]}
 
 
-def test_chart_errors_are_reported_not_raised(capsys: pytest.CaptureFixture[str]) -> None:
+def test_chart_errors_are_reported_not_raised() -> None:
     argv = ["--dry-run", "--helm", tool("helm"), "--set", "sparkConf.spark\\.master=local"]
-    assert cli.main(["submit", *argv]) == sparkapp.EXIT_USAGE
-    assert "helm template failed" in capsys.readouterr().err
+    result = invoke("submit", *argv)
+    assert result.code == sparkapp.EXIT_USAGE
+    assert "helm template failed" in result.stderr
 
 
-def test_manifest_file_picks_the_single_application(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_manifest_file_picks_the_single_application(tmp_path: Path) -> None:
     manifest = tmp_path / "all.yaml"
     unrelated = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "unrelated"}}
     manifest.write_text(yaml.safe_dump_all([*render_chart("kind"), unrelated]))
-    assert cli.main(["submit", "--dry-run", "--manifest", str(manifest)]) == 0
-    *settings, app = yaml.safe_load_all(capsys.readouterr().out)
+    result = invoke("submit", "--dry-run", "--manifest", str(manifest))
+    assert result.code == 0
+    *settings, app = yaml.safe_load_all(result.stdout)
     assert app["kind"] == "SparkApplication" and app["metadata"]["namespace"] == "fruitlens"
     # Only the ConfigMap the application mounts comes along, not the others in the file.
     assert [c["metadata"]["name"] for c in settings] == ["fruitlens-job"]
@@ -207,19 +207,16 @@ def test_pending_driver_pod_is_not_asked_for_logs() -> None:
     assert core.log_requests == [] and "never" not in out
 
 
-def test_missing_kubeconfig_is_a_usage_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_missing_kubeconfig_is_a_usage_error(tmp_path: Path) -> None:
     manifest = tmp_path / "app.yaml"
     manifest.write_text(yaml.safe_dump(one(render_chart("kind"), "SparkApplication")))
     argv = ["--manifest", str(manifest), "--kubeconfig", str(tmp_path / "missing")]
-    assert cli.main(["submit", *argv]) == sparkapp.EXIT_USAGE
-    assert "kubeconfig" in capsys.readouterr().err
+    result = invoke("submit", *argv)
+    assert result.code == sparkapp.EXIT_USAGE
+    assert "kubeconfig" in result.stderr
 
 
-def test_unreachable_api_server_fails_cleanly(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_unreachable_api_server_fails_cleanly(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         yaml.safe_dump(
@@ -236,5 +233,6 @@ def test_unreachable_api_server_fails_cleanly(
     manifest = tmp_path / "app.yaml"
     manifest.write_text(yaml.safe_dump(one(render_chart("kind"), "SparkApplication")))
     argv = ["--manifest", str(manifest), "--kubeconfig", str(kubeconfig)]
-    assert cli.main(["submit", *argv]) == sparkapp.EXIT_FAILED
-    assert "cannot reach the API server" in capsys.readouterr().err
+    result = invoke("submit", *argv)
+    assert result.code == sparkapp.EXIT_FAILED
+    assert "cannot reach the API server" in result.stderr

@@ -2,7 +2,8 @@
 fruitlens must answer. Wrong usage is refused before Spark starts, in one line
 `fruitlens COMMAND: error: ...` naming the flag, file, line or URI, with exit status 2.
 
-Rows call `cli.main` in-process (fast, no Spark: every refusal here comes first); a few rows are
+Rows call `cli.main` in-process through `support.cli.invoke` (fast, no Spark: every refusal
+here comes first; what main() sets for the process is restored after each); a few rows are
 repeated through the installed console script to check the real exit status.
 """
 
@@ -14,17 +15,15 @@ from pathlib import Path
 import pytest
 
 from fruitlens import cli, config
+from support.cli import invoke
 from support.naming import CLASS_RULE
 
 
-def refusal(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+def refusal(argv: list[str]) -> str:
     """stderr of `fruitlens ARGV`, checked to be one `error:` line with exit status 2."""
-    try:
-        code = cli.main(argv)
-    except SystemExit as stop:  # argparse's own refusals
-        code = stop.code
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
+    result = invoke(*argv)
+    err = result.stderr.strip()
+    assert result.code == 2, err
     assert err.count("\n") == 0, err
     assert err.startswith(f"fruitlens {argv[0]}: error: "), err
     return err
@@ -102,12 +101,12 @@ def test_a_bad_setting_is_refused_the_same_way_through_every_channel(
 
 
 @pytest.mark.parametrize(("name", "command", "value", "message"), BAD_SETTINGS[:6])
-def test_the_cli_refuses_a_bad_setting_in_one_line(name, command, value, message, capsys):
+def test_the_cli_refuses_a_bad_setting_in_one_line(name, command, value, message):
     if name == "batch_size":
         argv = [command, "--input", "in", "--output", "out", config.flag_name(name), value]
     else:
         argv = [command, f"{config.flag_name(name)}={value}"]
-    assert message in refusal(capsys, argv)
+    assert message in refusal(argv)
 
 
 def test_file_values_of_the_wrong_type_are_refused(tmp_path):
@@ -118,9 +117,9 @@ def test_file_values_of_the_wrong_type_are_refused(tmp_path):
 
 
 # --- the --config file itself --------------------------------------------------------------------
-def test_a_missing_config_file_is_named(capsys, tmp_path):
+def test_a_missing_config_file_is_named(tmp_path):
     missing = tmp_path / "nope.yaml"
-    err = refusal(capsys, ["run", "--config", str(missing)])
+    err = refusal(["run", "--config", str(missing)])
     assert f"--config {missing}: cannot be read (No such file or directory)" in err
 
 
@@ -133,10 +132,10 @@ def test_a_missing_config_file_is_named(capsys, tmp_path):
         ("job.json", '{"pca_kk": 3}', "unknown settings"),
     ],
 )
-def test_a_malformed_config_file_is_named_with_its_line(name, text, where, capsys, tmp_path):
+def test_a_malformed_config_file_is_named_with_its_line(name, text, where, tmp_path):
     settings = tmp_path / name
     settings.write_text(text, encoding="utf-8")
-    err = refusal(capsys, ["run", "--config", str(settings)])
+    err = refusal(["run", "--config", str(settings)])
     assert str(settings) in err and where in err
 
 
@@ -149,8 +148,8 @@ def test_a_malformed_config_file_is_named_with_its_line(name, text, where, capsy
         (["erase", "--pca-k", "3"], "unrecognized arguments: --pca-k 3"),
     ],
 )
-def test_wrong_flags_are_one_line(argv, message, capsys):
-    assert message in refusal(capsys, argv)
+def test_wrong_flags_are_one_line(argv, message):
+    assert message in refusal(argv)
 
 
 # --- inputs and outputs that cannot work together ------------------------------------------------
@@ -163,10 +162,9 @@ def test_wrong_flags_are_one_line(argv, message, capsys):
         ("sanitize", "images", "images"),
     ],
 )
-def test_output_inside_input_is_refused(command, input_part, output_part, capsys, tmp_path):
+def test_output_inside_input_is_refused(command, input_part, output_part, tmp_path):
     (tmp_path / "images" / "sub").mkdir(parents=True)
     err = refusal(
-        capsys,
         [command, "--input", str(tmp_path / input_part), "--output", str(tmp_path / output_part)],
     )
     assert "must not be inside --input" in err
@@ -416,12 +414,10 @@ def tree(root: Path, files: list[str]) -> Path:
         ),
     ],
 )
-def test_a_run_that_cannot_work_is_refused_from_the_listing(
-    files, flags, message, capsys, tmp_path
-):
+def test_a_run_that_cannot_work_is_refused_from_the_listing(files, flags, message, tmp_path):
     source = tree(tmp_path / "images", files)
     output = tmp_path / "out"
-    err = refusal(capsys, ["run", "--input", str(source), "--output", str(output), *flags])
+    err = refusal(["run", "--input", str(source), "--output", str(output), *flags])
     assert message in err
     assert not output.exists()  # nothing blocks the next run
 
@@ -445,23 +441,21 @@ def test_the_class_rule(relative, expected):
 
 # --- S3 locations that cannot work: named, exit 2, before Spark --------------------------------
 @pytest.mark.s3
-def test_missing_buckets_and_unreachable_endpoints_are_named(s3_server, capsys, tmp_path):
+def test_missing_buckets_and_unreachable_endpoints_are_named(s3_server, tmp_path):
     from support.net import free_port
 
     s3_server.make_bucket("hardening-in")
     for key in ("raw/Apple/1.jpg", "raw/Pear/2.jpg"):
         s3_server.client().put_object(Bucket="hardening-in", Key=key, Body=b"x")
     endpoint = ["--s3-endpoint", s3_server.endpoint]
-    err = refusal(
-        capsys, ["run", "--input", "s3a://no-such-bucket/raw", "--output", "o", *endpoint]
-    )
+    err = refusal(["run", "--input", "s3a://no-such-bucket/raw", "--output", "o", *endpoint])
     assert "s3a://no-such-bucket/raw: bucket 'no-such-bucket' does not exist" in err
     out = "s3a://no-such-out/runs/r1"
-    err = refusal(capsys, ["run", "--input", "s3a://hardening-in/raw", "--output", out, *endpoint])
+    err = refusal(["run", "--input", "s3a://hardening-in/raw", "--output", out, *endpoint])
     assert f"{out}: bucket 'no-such-out' does not exist" in err
     closed = f"http://127.0.0.1:{free_port()}"
-    err = refusal(capsys, ["run", "--input", "s3a://hardening-in/raw", "--output", str(tmp_path),
-                           "--s3-endpoint", closed])  # fmt: skip
+    err = refusal(["run", "--input", "s3a://hardening-in/raw", "--output", str(tmp_path),
+                   "--s3-endpoint", closed])  # fmt: skip
     assert f"S3 endpoint {closed} cannot be reached" in err
 
 

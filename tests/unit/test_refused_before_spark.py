@@ -135,3 +135,36 @@ def test_a_verbose_command_leaves_the_next_one_in_the_process_quiet(s3_server, m
     endpoint = {"FRUITLENS_S3_ENDPOINT": s3_server.endpoint}
     assert "DEBUG botocore" in invoke(*run, "-v", "-v", env=endpoint).stderr
     refused(*run, env=endpoint)
+
+
+def test_a_command_in_this_process_leaves_no_setting_of_its_own_behind(tmp_path: Path):
+    """main() sets the umask, the environment its workers inherit, the loggers' levels and
+    handlers and where Python warnings go, for the whole process. Run in-process, the next test
+    in this worker must find none of it: a handler left on a closed stream broke the log lines
+    of the tests after it, and a umask of 077 would reach the session's JVM."""
+    import logging
+    import os
+    import warnings
+
+    def state() -> tuple[object, ...]:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        loggers = ("", "fruitlens", "py4j", "botocore")
+        levels = tuple(logging.getLogger(name).level for name in loggers)
+        return (
+            umask,
+            dict(os.environ),
+            levels,
+            logging.getLogger().handlers[:],
+            warnings.showwarning,
+        )
+
+    before = state()
+    source = two_classes(tmp_path / "in")
+    output = tmp_path / "o"
+    output.mkdir()
+    (output / "unrelated.txt").write_text("x")  # refused after main() set everything up
+    argv = ("run", "--input", str(source), "--output", str(output), "--umask", "0077", *FLAGS)
+    result = invoke(*argv, "-v", "-v")  # -v -v: DEBUG lines before the refusal
+    assert result.code == 2 and "pass --overwrite" in result.stderr, result.stderr
+    assert state() == before
