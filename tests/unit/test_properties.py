@@ -22,6 +22,10 @@ VALUED = [f for f in dataclasses.fields(config.Config) if HINTS[f.name] is not b
 BOOLEANS = [f for f in dataclasses.fields(config.Config) if HINTS[f.name] is bool]
 
 # Text any channel can carry: no NUL (environment), no surrogates (files are UTF-8).
+# No wall-clock limit on a test or on drawing its data (Hypothesis's deadline and its too_slow
+# health check): the lanes share two cores, and speed is measured in bench/, not asserted here.
+UNTIMED = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
 TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
 
 
@@ -88,7 +92,7 @@ def channels(item: dataclasses.Field[Any], command: str, value: str, folder: Pat
 
 
 @pytest.mark.parametrize("item", VALUED, ids=lambda item: item.name)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(UNTIMED, max_examples=40)
 @given(data=st.data())
 def test_flag_environment_and_file_agree(item, data):
     command = item.metadata["commands"][0]
@@ -135,7 +139,7 @@ STORED = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(UNTIMED, max_examples=300)
 @given(stored=STORED, recorded=st.one_of(st.none(), STORED))
 def test_a_stored_location_never_leaves_the_run(stored, recorded):
     from fruitlens import paths
@@ -150,7 +154,7 @@ def test_a_stored_location_never_leaves_the_run(stored, recorded):
         assert paths.inside(uri, run) and paths.normalized(uri) != paths.normalized(run)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(UNTIMED, max_examples=200)
 @given(name=STORED)
 def test_a_writer_never_puts_a_file_outside_the_output(name):
     from fruitlens import paths
