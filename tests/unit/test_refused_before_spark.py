@@ -5,6 +5,9 @@ console script's own exit status is checked once, in tests/e2e/test_cli.py)."""
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -142,9 +145,6 @@ def test_a_command_in_this_process_leaves_no_setting_of_its_own_behind(tmp_path:
     handlers and where Python warnings go, for the whole process. Run in-process, the next test
     in this worker must find none of it: a handler left on a closed stream broke the log lines
     of the tests after it, and a umask of 077 would reach the session's JVM."""
-    import logging
-    import os
-    import warnings
 
     def state() -> tuple[object, ...]:
         umask = os.umask(0o022)
