@@ -22,7 +22,7 @@ pytestmark = pytest.mark.vgg16
 
 
 def test_seeded_vgg16_from_a_file_in_spark_matches_the_model_run_in_the_driver(
-    spark: SparkSession, seeded_weights_file: Path, tmp_path: Path
+    spark: SparkSession, seeded_weights_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     colours = [(200, 40, 40), (40, 200, 40), (40, 40, 200)]
     for i, colour in enumerate(colours):
@@ -46,10 +46,14 @@ def test_seeded_vgg16_from_a_file_in_spark_matches_the_model_run_in_the_driver(
     pixels = np.stack(
         [decode.decode(rgb_jpeg(colour, size=64), 64, 10**6).pixels for colour in colours]
     ).astype(np.float32)
-    autograph_files = set(Path(tempfile.gettempdir()).glob("__autograph_generated_file*"))
-    here = featurize.compile_forward(model, 64)(pixels)
     # Traced without AutoGraph: no converted source left in /tmp by workers that os._exit.
-    assert set(Path(tempfile.gettempdir()).glob("__autograph_generated_file*")) <= autograph_files
+    # AutoGraph writes where tempfile points: a folder of this test's own, not the /tmp that
+    # the other lanes' processes share.
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
+    here = featurize.compile_forward(model, 64)(pixels)
+    assert not list(private_tmp.glob("__autograph_generated_file*"))
     assert in_spark.shape == (3, weights.FEATURE_DIM)
     np.testing.assert_allclose(in_spark, here, rtol=1e-4, atol=1e-5)
     assert not np.allclose(in_spark[0], in_spark[1])  # the network does see the pixels
