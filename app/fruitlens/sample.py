@@ -160,6 +160,11 @@ def fetch_sample(
             raise SampleFetchError(_explain(exc, entry, urls[entry.path])) from exc
 
     pooch.get_logger().setLevel("WARNING")  # one line per file otherwise
+    # Made here, not by pooch: it creates a file's folder with a bare os.makedirs, and the
+    # threads start on the files of one class folder together, so all but one raised
+    # FileExistsError on a cold cache.
+    for folder in {(dest / e.path).parent for e in entries}:
+        folder.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         futures = [pool.submit(fetch, entry) for entry in entries]
         try:
