@@ -77,7 +77,7 @@ def test_a_failed_runs_leftovers_go_and_nothing_else(tmp_path: Path):
     (output / "features@2" / "_temporary" / "0").mkdir(parents=True)
     (output / "pca@2").mkdir()
     (output / "_temporary").mkdir()
-    (output / ".run.json.partial").write_text("{")
+    (output / ".run.json.4242.partial").write_text("{")
     (output / "erasure-log.jsonl").write_text("{}\n")
     (output / "notes.txt").write_text("mine")
     (output / "model.json").write_text("{}")  # a failed run trained; the committed one did not

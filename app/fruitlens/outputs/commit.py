@@ -216,7 +216,7 @@ class OutputCommit:
         removed = []
         for entry in self.storage.list_children(self.output):
             uri = paths.join(self.output, entry)
-            # .run.json.partial: a local single-file write interrupted before its rename.
+            # .run.json.<pid>.partial: a local single-file write interrupted before its rename.
             leftover = entry.startswith(WRITER_LEFTOVERS) or entry.endswith(".partial")
             if (base_name(entry) in ours or leftover) and uri not in referenced:
                 self.storage.delete_tree(uri)

@@ -48,9 +48,11 @@ def local_path(uri: str) -> Path:
 
 
 def _replace_local(target: Path, write: Callable[[Path], object]) -> None:
-    """Write beside the target, then rename: readers see the old file or the new, never half."""
+    """Write beside the target, then rename: readers see the old file or the new, never half.
+    The partial file is this process's own: two writers of one target under one name renamed
+    each other's half-written file."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     write(partial)
     partial.replace(target)
 
