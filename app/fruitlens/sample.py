@@ -160,9 +160,9 @@ def fetch_sample(
             raise SampleFetchError(_explain(exc, entry, urls[entry.path])) from exc
 
     pooch.get_logger().setLevel("WARNING")  # one line per file otherwise
-    # Made here, not by pooch: it creates a file's folder with a bare os.makedirs, and the
-    # threads start on the files of one class folder together, so all but one raised
-    # FileExistsError on a cold cache.
+    # Made here, not by pooch: it checks that a file's folder exists, then calls os.makedirs
+    # without exist_ok, and the threads start on the files of one new class folder together,
+    # so on a cold cache a thread that lost that race raised FileExistsError.
     for folder in {(dest / e.path).parent for e in entries}:
         folder.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
