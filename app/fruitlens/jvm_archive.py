@@ -4,9 +4,9 @@ AppCDS), kept in the cache beside the jars.
 A JVM that maps it skips loading and verifying about 10 000 classes: on 2 vCPUs a local
 session started in 4.0 s instead of 6.2, and its first job ran in 1.7 s instead of 3.5. The
 archive is optional: without it (or with one the JVM cannot use, which it ignores silently)
-the driver starts as before. `python -m fruitlens.jvm_archive` records it, once per cache and
-Spark install;
-`make run` and `make test` call it through `make jars`.
+the driver starts as before. `python -m fruitlens.jvm_archive` records it once per cache and set of
+Spark's jar files, which every venv installed from the same uv cache shares (a fresh clone
+included); `make run` and `make test` call it through `make jars`.
 """
 
 from __future__ import annotations
@@ -38,24 +38,32 @@ def java_binary() -> Path:
 
 
 def archive_path() -> Path:
-    """Named after the install (Spark's version, its folder, the java binary), then after the
-    recording (this module and the jars on the class path): the JVM maps an archive only with
-    the class path it was recorded with, down to each jar's size and modification time, and
-    refuses any other silently. So another JDK, Spark or venv (a second clone) records its own,
-    and so do a venv made anew in the same folder and a changed recording (what
+    """Named after the install (Spark's version, the java binary, the Spark folder the
+    recording ran from), then after the recording (this module and the jars on the class
+    path): the JVM maps an archive only with the class path it was recorded with, down to each
+    jar's size and modification time, and refuses any other silently. So another JDK or Spark
+    records its own, and so do a venv made of other jar files and a changed recording (what
     `load_the_classes_a_run_loads` does), instead of starting without one."""
     recording = Path(__file__).read_bytes() + _class_path_stamp()
     return _archives_folder() / f"{_install_prefix()}-{checksum.sha256(recording)[:8]}.jsa"
 
 
 def _class_path_stamp() -> bytes:
-    """What the JVM compares of each jar on the driver's class path (Spark's jars folder) with
-    the recording before it maps an archive: its name, size and modification time."""
+    """What the JVM compares of each jar on the driver's class path (Spark's `jars/*`) with the
+    recording before it maps an archive: the jars in the order it expands them, each the same
+    file (device and inode), of the same size and modification time."""
     stamps = []
-    for jar in sorted((jars.pyspark_home() / "jars").glob("*.jar")):
+    for jar in _listed_jars(jars.pyspark_home() / "jars"):
         status = jar.stat()
-        stamps.append(f"{jar.name} {status.st_size} {status.st_mtime_ns}\n")
+        stamps.append(
+            f"{jar.name} {status.st_size} {status.st_mtime_ns} {status.st_dev} {status.st_ino}\n"
+        )
     return "".join(stamps).encode("utf-8")
+
+
+def _listed_jars(folder: Path) -> list[Path]:
+    # os.listdir gives the folder's own order, in which the JVM expands `folder/*`.
+    return [folder / name for name in os.listdir(folder) if name.endswith(".jar")]
 
 
 def _archives_folder() -> Path:
@@ -67,9 +75,47 @@ def _install_prefix() -> str:
     stamp = java.stat() if java.exists() else None
     identity = (
         f"{java}|{stamp.st_size if stamp else 0}|{stamp.st_mtime_ns if stamp else 0}"
-        f"|{jars.pyspark_home()}"
+        f"|{_recorded_spark_home()}"
     )
     return f"spark-{jars.spark_version()}-{checksum.sha256(identity.encode('utf-8'))[:12]}"
+
+
+def _shared_spark_home() -> Path:
+    """A Spark folder in the cache whose jars are hard links to this venv's, named after them.
+    The JVM checks each jar of the recording at its recorded path, which must still exist, and
+    accepts a jar of the class path that is the same file (JDK 17's os::same_files: device and
+    inode). A recording from a venv's own folder was lost with that venv, and every fresh clone
+    recorded again (37 s before `make test`'s Spark lanes). Recorded from here, it serves every
+    venv made of the same files: uv hard-links each venv's packages to one copy in its cache."""
+    stamp = checksum.sha256(_class_path_stamp())[:12]
+    return _archives_folder() / f"spark-{jars.spark_version()}-jars-{stamp}"
+
+
+def _recorded_spark_home() -> Path:
+    """The shared folder where `record()` could make it, else the venv's own (the cache on
+    another file system, where no hard link reaches): the archive then serves this venv alone."""
+    shared = _shared_spark_home()
+    return shared if shared.is_dir() else jars.pyspark_home()
+
+
+def _link_shared_spark_home() -> None:
+    """Links Spark's jars into the shared folder, once. They must list in the venv's order (the
+    JVM compares the class paths entry by entry); on one ext4 file system, folders holding the
+    same names list them in the same (hash) order."""
+    home = _shared_spark_home()
+    if home.is_dir():
+        return
+    own = _listed_jars(jars.pyspark_home() / "jars")
+    partial = home.with_name(f"{home.name}.{os.getpid()}.partial")
+    try:
+        (partial / "jars").mkdir(parents=True)
+        for jar in own:
+            os.link(jar, partial / "jars" / jar.name)
+        if [jar.name for jar in _listed_jars(partial / "jars")] == [jar.name for jar in own]:
+            partial.rename(home)
+    except OSError:
+        pass  # recorded from the venv's own folder; a concurrent recorder's folder is as good
+    shutil.rmtree(partial, ignore_errors=True)
 
 
 def java_options() -> str:
@@ -87,35 +133,62 @@ def record() -> Path | None:
     archive = archive_path()
     if archive.is_file():
         return archive
-    archive.parent.mkdir(parents=True, exist_ok=True)
+    _archives_folder().mkdir(parents=True, exist_ok=True)
+    _link_shared_spark_home()
+    home = _recorded_spark_home()
+    archive = archive_path()
+    if home != jars.pyspark_home():
+        # spark-submit and the launcher the recording's session starts, from this venv.
+        link = home / f"bin.{os.getpid()}"
+        link.symlink_to(jars.pyspark_home() / "bin")
+        link.replace(home / "bin")
     partial = archive.with_name(f"{archive.name}.{os.getpid()}.partial")
     command = [sys.executable, "-m", "fruitlens.jvm_archive", "--write-at-exit", str(partial)]
-    done = subprocess.run(command, capture_output=True, timeout=RECORD_TIMEOUT_S, check=False)
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        timeout=RECORD_TIMEOUT_S,
+        check=False,
+        env={**os.environ, "SPARK_HOME": str(home)},
+    )
     if done.returncode != 0 or not partial.is_file():
         partial.unlink(missing_ok=True)
         return None
     partial.replace(archive)
-    _install_note(archive).write_text(str(jars.pyspark_home()), encoding="utf-8")
+    _install_note(archive).write_text(str(home), encoding="utf-8")
     # 200 MB each, mapped by no new JVM: this install's older recordings, and those of installs
-    # that are gone (a deleted clone's venv).
+    # that are gone (a deleted clone's venv, a shared folder no venv can match any more).
     install = _install_prefix()
     for older in _archives_folder().glob("*.jsa"):
-        if older != archive and (older.name.startswith(install) or _install_gone(older)):
+        noted = _noted_spark_home(older)
+        gone = noted is not None and _unmatchable(noted)
+        if older != archive and (gone or older.name.startswith(install)):
             older.unlink(missing_ok=True)
             _install_note(older).unlink(missing_ok=True)
+            if gone and noted.parent == _archives_folder():
+                shutil.rmtree(noted, ignore_errors=True)
     return archive
 
 
 def _install_note(archive: Path) -> Path:
-    """Beside each archive, the Spark install it was recorded for."""
+    """Beside each archive, the Spark folder it was recorded from."""
     return archive.with_suffix(".install")
 
 
-def _install_gone(archive: Path) -> bool:
-    """Whether the Spark install an archive was recorded for no longer exists. An archive
-    without a note (recorded before notes were written) is left alone."""
+def _noted_spark_home(archive: Path) -> Path | None:
+    """None for an archive recorded before notes were written: left alone."""
     note = _install_note(archive)
-    return note.is_file() and not Path(note.read_text(encoding="utf-8")).is_dir()
+    return Path(note.read_text(encoding="utf-8")) if note.is_file() else None
+
+
+def _unmatchable(home: Path) -> bool:
+    """Whether no JVM can map an archive recorded from this Spark folder any more: it is gone
+    (a deleted clone's venv), or it is a shared folder whose jars are linked nowhere else (no
+    venv, nor uv's cache: a venv made later has other files)."""
+    if not home.is_dir():
+        return True
+    shared = home.parent == _archives_folder()
+    return shared and any(jar.stat().st_nlink == 1 for jar in _listed_jars(home / "jars"))
 
 
 def load_the_classes_a_run_loads(spark: SparkSession) -> int:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from fruitlens.config import Config
 
 # The jars already fetched into the real cache: the tests below move the cache elsewhere.
 JARS = Config(jars_dir=str(paths.cache_dir() / "jars"))
+# Spark's launcher, whose classes the JDK check below records.
+LAUNCHER = "org.apache.spark.launcher.Main"
 
 
 @pytest.fixture
@@ -70,40 +74,164 @@ def test_the_driver_maps_the_archive_only_once_recorded(fake_java: Path):
     assert settings["spark.driver.defaultJavaOptions"] == driver_options()
 
 
-def test_a_recording_is_installed_only_whole_and_replaces_older_and_orphaned_ones(
-    fake_java: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.fixture
+def spark_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A venv's pyspark folder with a few jars and its scripts, on the cache's file system."""
+    home = tmp_path / "clone" / "pyspark"
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "spark-submit").write_text("#!/bin/sh\n")
+    (home / "jars").mkdir()
+    for name in ("spark-core.jar", "hadoop-client.jar", "scala-library.jar"):
+        (home / "jars" / name).write_bytes(name.encode())
+    (home / "jars" / "connect-repl").mkdir()  # a folder, as pyspark has: not on the class path
+    monkeypatch.setattr(jars, "pyspark_home", lambda: home)
+    return home
+
+
+def listed_jars(folder: Path) -> list[str]:
+    """In the folder's own order, the one the JVM expands `jars/*` in."""
+    return [name for name in os.listdir(folder) if name.endswith(".jar")]
+
+
+def recording_child(code: int, homes: list[Path] | None = None):
+    """The recording child (a JVM session, about 40 s; `make jars` runs it for real), standing
+    in as a function writing the file it is given, then exiting with `code`."""
+
+    def run(command: list[str], **options: dict) -> subprocess.CompletedProcess:
+        if homes is not None:
+            homes.append(Path(options["env"]["SPARK_HOME"]))
+        Path(command[-1]).write_bytes(b"recorded")
+        return subprocess.CompletedProcess(command, code)
+
+    return run
+
+
+def test_the_recording_names_a_shared_folder_of_the_same_jar_files(
+    fake_java: Path, spark_install: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """The recording child (a JVM session, about 40 s; `make jars` runs it for real) stands in
-    here as a function writing the file it is given, then exiting 1 or 0."""
-    archive = jvm_archive.archive_path()
-    archive.parent.mkdir(parents=True)
-    older = archive.with_name(archive.name.rsplit("-", 1)[0] + ".jsa")  # before the module key
-    older.write_bytes(b"an older recording")
-    elsewhere = archive.with_name(f"spark-{jars.spark_version()}-000000000000-00000000.jsa")
-    elsewhere.write_bytes(b"another clone's")
-    deleted = archive.with_name(f"spark-{jars.spark_version()}-111111111111-00000000.jsa")
-    deleted.write_bytes(b"a deleted clone's")
-    deleted.with_suffix(".install").write_text(str(tmp_path / "deleted-clone" / "pyspark"))
+    """Recorded from a folder in the cache whose jars are the venv's files (hard links), the
+    archive outlives the venv and serves every other venv made of the same files, as uv makes
+    each clone's: the JVM accepts a class path entry that is the recorded jar's file at another
+    path (test_the_jvm_maps_an_archive_through_a_hard_link_to_a_recorded_jar)."""
+    homes: list[Path] = []
+    monkeypatch.setattr(jvm_archive.subprocess, "run", recording_child(0, homes))
+    archive = jvm_archive.record()
+    assert archive is not None and archive.is_file()
+    [shared] = homes
+    assert shared.parent == archive.parent
+    assert listed_jars(shared / "jars") == listed_jars(spark_install / "jars")
+    for name in listed_jars(spark_install / "jars"):
+        assert (shared / "jars" / name).samefile(spark_install / "jars" / name)
+    assert (shared / "bin" / "spark-submit").samefile(spark_install / "bin" / "spark-submit")
+    assert archive.with_suffix(".install").read_text() == str(shared)
 
-    def child_exiting(code: int):
-        def run(command: list[str], **_: object) -> subprocess.CompletedProcess:
-            Path(command[-1]).write_bytes(b"recorded")
-            return subprocess.CompletedProcess(command, code)
+    # A second clone installed from the same uv cache: its jars are the same files.
+    clone = tmp_path / "second-clone" / "pyspark"
+    (clone / "jars").mkdir(parents=True)
+    for name in listed_jars(spark_install / "jars"):
+        os.link(spark_install / "jars" / name, clone / "jars" / name)
+    monkeypatch.setattr(jars, "pyspark_home", lambda: clone)
+    assert jvm_archive.archive_path() == archive
+    # One jar a copy, of the same size and modification time: another file, another archive.
+    copy = clone / "jars" / "spark-core.jar"
+    copy.unlink()
+    shutil.copy2(spark_install / "jars" / "spark-core.jar", copy)
+    assert jvm_archive.archive_path() != archive
 
-        return run
+
+def test_without_hard_links_the_archive_is_recorded_from_the_venv_s_own_folder(
+    fake_java: Path, spark_install: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The cache on another file system than the venv: the archive then serves this venv
+    alone, and is removed once its folder is gone (the next test)."""
+
+    def cross_device(source: Path, target: Path) -> None:
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), str(target))
+
+    homes: list[Path] = []
+    monkeypatch.setattr(jvm_archive.os, "link", cross_device)
+    monkeypatch.setattr(jvm_archive.subprocess, "run", recording_child(0, homes))
+    archive = jvm_archive.record()
+    assert homes == [spark_install]
+    assert archive is not None
+    assert archive.with_suffix(".install").read_text() == str(spark_install)
+    assert {path.name for path in archive.parent.iterdir()} == {
+        archive.name,
+        f"{archive.stem}.install",
+    }
+
+
+def test_a_recording_is_installed_only_whole_and_replaces_older_and_orphaned_ones(
+    fake_java: Path, spark_install: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    folder = tmp_path / "cache" / "jvm"
+    folder.mkdir(parents=True)
+
+    def recorded(name: str, home: Path | None) -> Path:
+        older = folder / f"spark-{jars.spark_version()}-{name}.jsa"
+        older.write_bytes(b"an older recording")
+        if home is not None:
+            older.with_suffix(".install").write_text(str(home))
+        return older
+
+    def shared_folder(name: str, linked_elsewhere: bool) -> Path:
+        home = folder / f"spark-{jars.spark_version()}-jars-{name}"
+        (home / "jars").mkdir(parents=True)
+        (home / "jars" / "spark-core.jar").write_bytes(b"classes")
+        if linked_elsewhere:  # a venv, or uv's cache, still holds the file
+            os.link(home / "jars" / "spark-core.jar", tmp_path / f"{name}.jar")
+        return home
+
+    unnoted = recorded("000000000000-00000000", None)  # before notes were written: left alone
+    elsewhere = recorded("111111111111-00000000", tmp_path / "clone")  # another clone's venv
+    deleted = recorded("222222222222-00000000", tmp_path / "deleted-clone" / "pyspark")
+    in_use = recorded("333333333333-00000000", shared_folder("in-use", linked_elsewhere=True))
+    orphan = shared_folder("orphan", linked_elsewhere=False)
+    orphaned = recorded("444444444444-00000000", orphan)
 
     def names() -> set[str]:
-        return {path.name for path in archive.parent.iterdir()}
+        return {path.name for path in folder.iterdir() if not path.is_dir()}
 
-    monkeypatch.setattr(jvm_archive.subprocess, "run", child_exiting(1))
+    before = names()
+    monkeypatch.setattr(jvm_archive.subprocess, "run", recording_child(1))
     assert jvm_archive.record() is None
-    # No archive, no partial file left.
-    assert names() == {older.name, elsewhere.name, deleted.name, f"{deleted.stem}.install"}
-    monkeypatch.setattr(jvm_archive.subprocess, "run", child_exiting(0))
-    assert jvm_archive.record() == archive
-    # Another clone's stays while its install may exist; a deleted clone's goes.
-    assert names() == {archive.name, f"{archive.stem}.install", elsewhere.name}
-    assert archive.with_suffix(".install").read_text() == str(jars.pyspark_home())
+    assert names() == before  # no archive, no partial file left
+    monkeypatch.setattr(jvm_archive.subprocess, "run", recording_child(0))
+    archive = jvm_archive.record()
+    assert archive is not None
+    kept = {unnoted, elsewhere, in_use, archive}
+    assert names() == {path.name for path in kept} | {
+        path.with_suffix(".install").name for path in kept - {unnoted}
+    }
+    assert not deleted.exists() and not orphaned.exists() and not orphan.exists()
+
+
+def test_the_jvm_maps_an_archive_through_a_hard_link_to_a_recorded_jar(tmp_path: Path):
+    """What the shared folder relies on, asked of this JDK with one of Spark's jars: an
+    archive recorded with the class path `recorded/*` maps with `linked/*` whose jar is the
+    same file, and not with a copy of it, nor once the recorded path is gone. -Xshare:on makes
+    a refusal an error instead of a silent start without the archive."""
+    launcher = next((jars.pyspark_home() / "jars").glob("spark-launcher_*.jar"))
+    for folder in ("recorded", "linked", "copied"):
+        (tmp_path / folder).mkdir()
+    os.link(launcher, tmp_path / "recorded" / "launcher.jar")
+    os.link(launcher, tmp_path / "linked" / "launcher.jar")
+    shutil.copy2(launcher, tmp_path / "copied" / "launcher.jar")
+    archive = tmp_path / "recorded.jsa"
+    # The launcher's main class without arguments loads its classes, then stops with a usage
+    # error: enough to record them.
+    java(f"-XX:ArchiveClassesAtExit={archive}", "-cp", f"{tmp_path}/recorded/*", LAUNCHER)
+
+    def maps_it(folder: str) -> bool:
+        classpath = f"{tmp_path}/{folder}/*"
+        started = java(f"-XX:SharedArchiveFile={archive}", "-Xshare:on", "-cp", classpath, LAUNCHER)
+        return "Unable to use shared archive" not in started.stderr + started.stdout
+
+    assert archive.is_file()
+    assert maps_it("recorded") and maps_it("linked")
+    assert not maps_it("copied")
+    (tmp_path / "recorded" / "launcher.jar").unlink()
+    assert not maps_it("linked")
 
 
 @pytest.mark.parametrize(
@@ -125,9 +253,14 @@ def test_a_small_run_s_driver_has_c1_only_and_the_serial_collector(
     assert ("-XX:+UseSerialGC" in options) == small
 
 
+def java(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [jvm_archive.java_binary(), *arguments], capture_output=True, text=True, check=False
+    )
+
+
 def java_starts(*options: str) -> subprocess.CompletedProcess:
-    java = jvm_archive.java_binary()
-    return subprocess.run([java, *options, "-version"], capture_output=True, text=True)
+    return java(*options, "-version")
 
 
 def test_a_collector_the_user_names_replaces_the_serial_one():
