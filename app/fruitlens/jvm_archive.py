@@ -62,7 +62,10 @@ def _class_path_stamp() -> bytes:
 
 
 def _listed_jars(folder: Path) -> list[Path]:
-    # os.listdir gives the folder's own order, in which the JVM expands `folder/*`.
+    """In the folder's own order (os.listdir's), in which the JVM expands `folder/*`. None
+    where pyspark comes without its jars (a Spark distribution's, as in the image)."""
+    if not folder.is_dir():
+        return []
     return [folder / name for name in os.listdir(folder) if name.endswith(".jar")]
 
 
@@ -106,6 +109,8 @@ def _link_shared_spark_home() -> None:
     if home.is_dir():
         return
     own = _listed_jars(jars.pyspark_home() / "jars")
+    if not own:
+        return
     partial = home.with_name(f"{home.name}.{os.getpid()}.partial")
     try:
         (partial / "jars").mkdir(parents=True)
@@ -137,11 +142,13 @@ def record() -> Path | None:
     _link_shared_spark_home()
     home = _recorded_spark_home()
     archive = archive_path()
+    environment = dict(os.environ)
     if home != jars.pyspark_home():
         # spark-submit and the launcher the recording's session starts, from this venv.
         link = home / f"bin.{os.getpid()}"
         link.symlink_to(jars.pyspark_home() / "bin")
         link.replace(home / "bin")
+        environment["SPARK_HOME"] = str(home)
     partial = archive.with_name(f"{archive.name}.{os.getpid()}.partial")
     command = [sys.executable, "-m", "fruitlens.jvm_archive", "--write-at-exit", str(partial)]
     done = subprocess.run(
@@ -149,7 +156,7 @@ def record() -> Path | None:
         capture_output=True,
         timeout=RECORD_TIMEOUT_S,
         check=False,
-        env={**os.environ, "SPARK_HOME": str(home)},
+        env=environment,
     )
     if done.returncode != 0 or not partial.is_file():
         partial.unlink(missing_ok=True)

@@ -94,13 +94,13 @@ def listed_jars(folder: Path) -> list[str]:
     return [name for name in os.listdir(folder) if name.endswith(".jar")]
 
 
-def recording_child(code: int, homes: list[Path] | None = None):
+def recording_child(code: int, homes: list[str | None] | None = None):
     """The recording child (a JVM session, about 40 s; `make jars` runs it for real), standing
     in as a function writing the file it is given, then exiting with `code`."""
 
     def run(command: list[str], **options: Any) -> subprocess.CompletedProcess:
         if homes is not None:
-            homes.append(Path(options["env"]["SPARK_HOME"]))
+            homes.append(options["env"].get("SPARK_HOME"))
         Path(command[-1]).write_bytes(b"recorded")
         return subprocess.CompletedProcess(command, code)
 
@@ -114,11 +114,11 @@ def test_the_recording_names_a_shared_folder_of_the_same_jar_files(
     archive outlives the venv and serves every other venv made of the same files, as uv makes
     each clone's: the JVM accepts a class path entry that is the recorded jar's file at another
     path (test_the_jvm_maps_an_archive_through_a_hard_link_to_a_recorded_jar)."""
-    homes: list[Path] = []
+    homes: list[str | None] = []
     monkeypatch.setattr(jvm_archive.subprocess, "run", recording_child(0, homes))
     archive = jvm_archive.record()
     assert archive is not None and archive.is_file()
-    [shared] = homes
+    shared = Path(str(homes[0]))
     assert shared.parent == archive.parent
     assert listed_jars(shared / "jars") == listed_jars(spark_install / "jars")
     for name in listed_jars(spark_install / "jars"):
@@ -149,17 +149,36 @@ def test_without_hard_links_the_archive_is_recorded_from_the_venv_s_own_folder(
     def cross_device(source: Path, target: Path) -> None:
         raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), str(target))
 
-    homes: list[Path] = []
+    homes: list[str | None] = []
+    monkeypatch.delenv("SPARK_HOME", raising=False)
     monkeypatch.setattr(jvm_archive.os, "link", cross_device)
     monkeypatch.setattr(jvm_archive.subprocess, "run", recording_child(0, homes))
     archive = jvm_archive.record()
-    assert homes == [spark_install]
+    assert homes == [None]  # the session finds the venv's Spark itself, as a run does
     assert archive is not None
     assert archive.with_suffix(".install").read_text() == str(spark_install)
     assert {path.name for path in archive.parent.iterdir()} == {
         archive.name,
         f"{archive.stem}.install",
     }
+
+
+def test_a_pyspark_without_its_jars_records_with_spark_home_untouched(
+    fake_java: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A Spark distribution's pyspark (the image's, on PYTHONPATH) has no jars folder: Spark
+    is found through SPARK_HOME, which the recording leaves as it is, and no shared folder is
+    made."""
+    package = tmp_path / "spark" / "python" / "pyspark"
+    package.mkdir(parents=True)
+    monkeypatch.setattr(jars, "pyspark_home", lambda: package)
+    monkeypatch.setenv("SPARK_HOME", str(tmp_path / "spark"))
+    homes: list[str | None] = []
+    monkeypatch.setattr(jvm_archive.subprocess, "run", recording_child(0, homes))
+    archive = jvm_archive.record()
+    assert homes == [str(tmp_path / "spark")]
+    assert archive is not None and archive.name.startswith(f"spark-{jars.spark_version()}-")
+    assert not [path for path in archive.parent.iterdir() if path.is_dir()]
 
 
 def test_a_recording_is_installed_only_whole_and_replaces_older_and_orphaned_ones(
