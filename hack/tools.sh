@@ -22,8 +22,11 @@ set -euo pipefail
 # helm + kube-apiserver + kubectl took 221 s and 422 CPU-s, against 265 s and 508 CPU-s for
 # helm v3.22.0 (Kubernetes 1.37's libraries) built on its own, back to back.
 HELM_VERSION=${HELM_VERSION:-v3.20.2}
-# v5.8.3 needs go >= 1.27; v5.8.2 is the newest that builds with the machine's go 1.26.
-KUSTOMIZE_VERSION=${KUSTOMIZE_VERSION:-v5.8.2}
+# The kustomize that kubectl of KUBE_VERSION embeds (`kubectl version --client`), so that
+# `kustomize build` renders the overlays as `kubectl apply -k` does (tests/deploy check that the
+# two agree). Built in the Kubernetes module, where all but its command's packages are
+# kubectl's: 2 s and 3 CPU-s after kubectl, where v5.8.2 `go install`ed alone took 12-15 s.
+KUSTOMIZE_VERSION=${KUSTOMIZE_VERSION:-v5.7.1}
 # etcd 3.6 is the line Kubernetes 1.35 is tested with (Debian 12's etcd-server is 3.4).
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 # Same minor as the kind node image (kindest/node:v1.35.0); v1.35.4 is the newest 1.35 patch the
@@ -70,14 +73,13 @@ timed() {
   log "$name built in $((SECONDS - start))s"
 }
 
-# go_install NAME VERSION PACKAGE [FLAG...]: `go install PACKAGE@VERSION` into NAME-VERSION/.
+# go_install NAME VERSION PACKAGE: `go install PACKAGE@VERSION` into NAME-VERSION/.
 go_install() {
   local name=$1 version=$2 package=$3
-  shift 3
   local dir=$TOOLS/$name-$version
   if [[ ! -x $dir/$name ]]; then
     log "building $name $version (go install)"
-    timed "$name" env GOBIN="$dir" go install -gcflags "$GCFLAGS" "$@" "$package@$version"
+    timed "$name" env GOBIN="$dir" go install -gcflags "$GCFLAGS" "$package@$version"
   fi
   link "$name" "$dir"
 }
@@ -97,7 +99,9 @@ install_helm() {
   kube_build helm "$TOOLS/helm-$HELM_VERSION-k8s-$KUBE_VERSION" helm.sh/helm/v3/cmd/helm "$ld"
 }
 
-install_kustomize() { go_install kustomize "$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5; }
+install_kustomize() {
+  kube_build kustomize "$TOOLS/kustomize-$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5 "-s -w"
+}
 
 # wrapper_module DIR MODULE VERSION: a throw-away main module that requires MODULE, because
 # `go install pkg@version` refuses modules whose go.mod has replace directives (etcd's and
@@ -135,10 +139,10 @@ declare -A KUBE_CMDS=(
   [kube-proxy]=cmd/kube-proxy
 )
 
-# kube_module: the throw-away main module all Kubernetes binaries and helm build in, made once
-# per pair of versions: one module graph, so the packages they share compile once.
+# kube_module: the throw-away main module all Kubernetes binaries, helm and kustomize build in,
+# made once per set of versions: one module graph, so the packages they share compile once.
 kube_module() {
-  local src=$TOOLS/src/kubernetes-$KUBE_VERSION-helm-$HELM_VERSION
+  local src=$TOOLS/src/kubernetes-$KUBE_VERSION-helm-$HELM_VERSION-kustomize-$KUSTOMIZE_VERSION
   if [[ ! -f $src/.ready ]]; then
     wrapper_module "$src" k8s.io/kubernetes "$KUBE_VERSION"
     # k8s.io/kubernetes replaces every k8s.io/<staging> module with ./staging/src/...; those
@@ -162,9 +166,10 @@ kube_module() {
       printf ')\n'
     } >"$src/tools.go"
     (cd "$src" && go mod tidy >/dev/null)
-    # A main package cannot be imported, so tidy knows nothing of helm's command; `go get` of
-    # every command built here adds helm and what go.sum needs for each of them.
+    # A main package cannot be imported, so tidy knows nothing of helm's and kustomize's
+    # commands; `go get` of every command built here adds them and what go.sum needs for each.
     local commands=("helm.sh/helm/v3/cmd/helm@$HELM_VERSION")
+    commands+=("sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION")
     for name in "${!KUBE_CMDS[@]}"; do
       commands+=("k8s.io/kubernetes/${KUBE_CMDS[$name]}@$KUBE_VERSION")
     done

@@ -31,6 +31,15 @@ def test_base_is_generated_from_the_chart() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_kustomize_is_the_one_kubectl_embeds() -> None:
+    """These tests render with `kustomize build`, users apply with `kubectl apply -k`: one
+    kustomize version for both (hack/tools.sh pins the one kubectl carries)."""
+    standalone = run([tool("kustomize"), "version"])
+    client = run([tool("kubectl"), "version", "--client"])
+    assert standalone.returncode == 0 and client.returncode == 0, standalone.stderr + client.stderr
+    assert f"Kustomize Version: {standalone.stdout.strip()}" in client.stdout.splitlines()
+
+
 @pytest.mark.parametrize("variant", sorted(OVERLAYS))
 def test_kustomize_builds(variant: str) -> None:
     objects = render_kustomize(variant)
