@@ -33,6 +33,8 @@ ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 # module proxy serves. 1.35 is the last line that runs on containerd 1.x (Debian 12 ships 1.6);
 # its kubelet needs `failCgroupV1: false` on cgroup v1 hosts (hack/cluster-up.sh sets it).
 KUBE_VERSION=${KUBE_VERSION:-v1.35.4}
+KUBE_MINOR=${KUBE_VERSION#v1.}
+KUBE_MINOR=${KUBE_MINOR%%.*}
 # The 1.14 line is the one proven with this cluster; it builds with the machine's go.
 COREDNS_VERSION=${COREDNS_VERSION:-v1.14.7}
 # Must match helm/fruitlens' and the docs' operator version (chart spark-operator 2.5.2).
@@ -88,13 +90,11 @@ install_helm() {
   # The release Makefile's ldflags: without them helm reports version "v3.20" and assumes a
   # Kubernetes v1.20 cluster, so `helm template` rejects kubeVersion constraints. The Kubernetes
   # version stamped is its client libraries', as in release binaries: KUBE_VERSION's here.
-  local minor=${KUBE_VERSION#v1.}
-  minor=${minor%%.*}
   local ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
   ld+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
   local pkg
   for pkg in pkg/lint/rules pkg/chartutil; do
-    ld+=" -X helm.sh/helm/v3/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/$pkg.k8sVersionMinor=$minor"
+    ld+=" -X helm.sh/helm/v3/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/$pkg.k8sVersionMinor=$KUBE_MINOR"
   done
   kube_build helm "$TOOLS/helm-$HELM_VERSION-k8s-$KUBE_VERSION" helm.sh/helm/v3/cmd/helm "$ld"
 }
@@ -198,12 +198,10 @@ kube_build() {
 install_kube() {
   # What hack/lib/version.sh stamps into release builds: without it they report v0.0.0-master,
   # kubectl warns about version skew and the server's compatibility version is wrong.
-  local minor=${KUBE_VERSION#v1.}
-  minor=${minor%%.*}
   # -s -w as in hack/lib/golang.sh release builds: no DWARF, a much shorter link.
   local ld="-s -w" pkg name
   for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
-    ld+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ld+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$KUBE_MINOR"
     ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
   for name in "$@"; do
