@@ -172,7 +172,7 @@ def record() -> Path | None:
         if older != archive and (gone or older.name.startswith(install)):
             older.unlink(missing_ok=True)
             _install_note(older).unlink(missing_ok=True)
-            if gone and noted.parent == _archives_folder():
+            if gone and _is_shared(noted):
                 shutil.rmtree(noted, ignore_errors=True)
     return archive
 
@@ -194,8 +194,12 @@ def _unmatchable(home: Path) -> bool:
     venv, nor uv's cache: a venv made later has other files)."""
     if not home.is_dir():
         return True
-    shared = home.parent == _archives_folder()
-    return shared and any(jar.stat().st_nlink == 1 for jar in _listed_jars(home / "jars"))
+    return _is_shared(home) and any(jar.stat().st_nlink == 1 for jar in _listed_jars(home / "jars"))
+
+
+def _is_shared(home: Path) -> bool:
+    """A Spark folder `_link_shared_spark_home` made in the cache, not a venv's own."""
+    return home.parent == _archives_folder()
 
 
 def load_the_classes_a_run_loads(spark: SparkSession) -> int:
