@@ -1,25 +1,48 @@
-"""Spark's Python worker daemon (`pyspark.daemon`), less a fixed cost in every task.
+"""Spark's Python worker daemon (`pyspark.daemon`), less three fixed costs in every worker.
 
-Before each task, Spark 4.0's worker calls `importlib.invalidate_caches()`
-(`pyspark.worker_util.setup_spark_files`). Since Python 3.10 that makes every zip importer
-read its archive's whole directory again, at once (CPython gh-103200, made lazy later). A
-worker's path holds pyspark.zip, py4j's zip and the spark-core jar, with one importer per
-package imported from them: some 26 000 directory entries, 150-200 ms of every Python task on a
-2-core AMD EPYC, which is most of a small task's time (bench/README.md, "Profile and tuning").
+1. Spark puts `$SPARK_HOME/python/lib/pyspark.zip` first on its workers' path. Modules
+   imported from a zip archive are compiled at every start (zipimport keeps no bytecode cache),
+   and each package imported from it gets its own importer holding the archive's directory.
+   When the same Spark installation also holds pyspark unpacked (pip's pyspark, or a
+   distribution's `python/` folder on PYTHONPATH), the archive is moved behind it, so the
+   daemon imports the same code from cached bytecode.
+2. Before each task, Spark 4.0's worker calls `importlib.invalidate_caches()`
+   (`pyspark.worker_util.setup_spark_files`). Since Python 3.10 that makes every zip importer
+   read its archive's whole directory again, at once (CPython gh-103200, made lazy later):
+   150-200 ms of every Python task on a 2-core AMD EPYC, most of a small task's time
+   (bench/README.md, "Profile and tuning"). Spark's own fix (SPARK-54744, after 4.0)
+   invalidates only when the task put a new folder or archive on the path; `PathWatch` is that
+   fix for Spark 4.0.
+3. After each task a reused worker runs a full `gc.collect()`, which walks every object the
+   worker holds: with TensorFlow imported, some 0.2 CPU-s a task. `CollectThenFreeze` moves what
+   survives into the permanent generation, so the next collection walks only what later tasks
+   made.
 
-Spark's own fix (SPARK-54744, after 4.0) invalidates only when the task put a new folder or
-archive on the path; this module is that fix for Spark 4.0. It is set as
-`spark.python.daemon.module` (session.TUNING), so the driver's local workers and every
-executor's run it. Drop it once the Spark pin carries the fix.
+It is set as `spark.python.daemon.module` (session.TUNING), so the driver's local workers and
+every executor's run it. Drop each part once the Spark pin carries its fix.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib
+import os
 import sys
+from importlib.machinery import PathFinder
 from types import SimpleNamespace
 
-from pyspark import daemon, worker_util
+
+def unpacked_pyspark_first(path: list[str], spark_home: str) -> list[str]:
+    """`path` with Spark's pyspark.zip moved last, when the same `spark_home` also holds
+    pyspark unpacked somewhere on `path`; otherwise `path` unchanged."""
+    spark_home = os.path.realpath(spark_home)
+    archive = os.path.join(spark_home, "python", "lib", "pyspark.zip")
+    archives = [entry for entry in path if os.path.realpath(entry) == archive]
+    rest = [entry for entry in path if entry not in archives]
+    unpacked = PathFinder.find_spec("pyspark", rest) if archives else None
+    if unpacked is None or not (unpacked.origin or "").startswith(spark_home + os.sep):
+        return path
+    return rest + archives
 
 
 class PathWatch:
@@ -36,11 +59,29 @@ class PathWatch:
             self.path_when_invalidated = list(sys.path)
 
 
+class CollectThenFreeze:
+    """Stands for `gc` in pyspark.daemon, which calls only `gc.collect()`, between tasks."""
+
+    @staticmethod
+    def collect() -> int:
+        found = gc.collect()
+        # What outlives a task (modules, the cached model) outlives the worker too; cycles
+        # among it that die later stay until the worker ends, instead of every task paying
+        # to walk it all.
+        gc.freeze()
+        return found
+
+
 def main() -> None:
-    # worker_util looks `importlib` up at each call and uses it for nothing else. The workers
-    # are forked from this process, so each starts with this in place.
+    sys.path[:] = unpacked_pyspark_first(sys.path, os.environ.get("SPARK_HOME", ""))
+    # Imported only now, from where the line above chose.
+    from pyspark import daemon, worker_util
+
+    # daemon and worker_util look `gc` and `importlib` up at each call and use them for
+    # nothing else. The workers are forked from this process, so each starts with these.
     watch = PathWatch()
     worker_util.importlib = SimpleNamespace(invalidate_caches=watch.invalidate_caches)  # type: ignore[assignment]
+    daemon.gc = CollectThenFreeze  # type: ignore[assignment]
     daemon.manager()
 
 

@@ -1,14 +1,17 @@
-"""The Python worker daemon's one change to Spark 4.0's worker: import caches are dropped only
-when the worker's path changed (fruitlens.python_daemon)."""
+"""The Python worker daemon's changes to Spark 4.0's worker (fruitlens.python_daemon): pyspark
+imported unpacked, import caches dropped only when the worker's path changed, and what
+outlives a task frozen out of later collections."""
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
+from pathlib import Path
 
 import pytest
 
-from fruitlens.python_daemon import PathWatch
+from fruitlens.python_daemon import CollectThenFreeze, PathWatch, unpacked_pyspark_first
 
 
 def test_caches_are_dropped_on_the_first_task_and_when_the_path_grows(
@@ -25,3 +28,53 @@ def test_caches_are_dropped_on_the_first_task_and_when_the_path_grows(
     watch.invalidate_caches()
     watch.invalidate_caches()
     assert len(dropped) == 2 and dropped[-1][-1] == "/spark-files/shipped.zip"
+
+
+def package(folder: Path) -> str:
+    (folder / "pyspark").mkdir(parents=True)
+    (folder / "pyspark" / "__init__.py").touch()
+    return str(folder)
+
+
+def archives_of(spark_home: Path) -> tuple[str, str]:
+    lib = spark_home / "python" / "lib"
+    return str(lib / "pyspark.zip"), str(lib / "py4j-0.10.9.9-src.zip")
+
+
+def test_pips_pyspark_is_imported_unpacked_before_its_own_archive(tmp_path: Path):
+    site_packages = package(tmp_path / "site-packages")
+    pyspark_zip, py4j_zip = archives_of(tmp_path / "site-packages" / "pyspark")
+    path = [pyspark_zip, py4j_zip, site_packages]
+    spark_home = str(tmp_path / "site-packages" / "pyspark")
+    assert unpacked_pyspark_first(path, spark_home) == [py4j_zip, site_packages, pyspark_zip]
+
+
+def test_a_distributions_python_folder_is_imported_before_its_archive(tmp_path: Path):
+    python_folder = package(tmp_path / "spark" / "python")  # the image's PYTHONPATH
+    pyspark_zip, py4j_zip = archives_of(tmp_path / "spark")
+    path = [pyspark_zip, py4j_zip, python_folder]
+    assert unpacked_pyspark_first(path, str(tmp_path / "spark")) == [
+        py4j_zip,
+        python_folder,
+        pyspark_zip,
+    ]
+
+
+@pytest.mark.parametrize("elsewhere", [True, False], ids=["other-installation", "none"])
+def test_the_archive_stays_first_without_the_same_installations_pyspark_unpacked(
+    tmp_path: Path, elsewhere: bool
+):
+    pyspark_zip, py4j_zip = archives_of(tmp_path / "spark")
+    path = [pyspark_zip, py4j_zip]
+    if elsewhere:  # a pyspark of another version must not meet this Spark's JVM
+        path.append(package(tmp_path / "other-site-packages"))
+    assert unpacked_pyspark_first(path, str(tmp_path / "spark")) == path
+
+
+def test_what_outlives_a_task_is_left_out_of_later_collections():
+    gc.unfreeze()
+    try:
+        CollectThenFreeze.collect()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
