@@ -14,15 +14,17 @@ pytestmark = [pytest.mark.spark]
 
 
 def test_python_workers_run_under_the_fruitlens_daemon(spark: SparkSession):
-    def watcher(_: Iterator[int]) -> Iterator[str]:
-        from pyspark import worker_util
+    def watcher(_: Iterator[int]) -> Iterator[tuple[str, str, bool]]:
+        import pyspark
+        from pyspark import daemon, worker_util
 
         invalidate = worker_util.importlib.invalidate_caches
-        yield type(getattr(invalidate, "__self__", None)).__name__
+        watch = type(getattr(invalidate, "__self__", None)).__name__
+        yield watch, daemon.gc.__name__, ".zip" in pyspark.__file__
 
     # Several tasks, so the reused worker's later tasks are seen too.
     found = spark.sparkContext.parallelize(range(6), 6).mapPartitions(watcher).collect()
-    assert found == ["PathWatch"] * 6
+    assert found == [("PathWatch", "CollectThenFreeze", False)] * 6
 
 
 def test_the_archive_recording_runs_every_kind_of_job_it_names(spark: SparkSession):
