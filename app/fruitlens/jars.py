@@ -160,8 +160,12 @@ def fetch_locked(jars: list[LockedJar], folder: Path, repo: str = MAVEN_CENTRAL)
     return found
 
 
+def default_folder() -> Path:
+    return paths.cache_dir() / "jars"
+
+
 def ensure_jars(folder: str | None = None) -> list[Path]:
     """The locked jars in ``folder`` (default: the cache), fetched once and verified each time."""
     jars = read_lock()
     check_lock_fits_spark(jars, spark_version(), hadoop_version())
-    return fetch_locked(jars, Path(folder) if folder else paths.cache_dir() / "jars")
+    return fetch_locked(jars, Path(folder) if folder else default_folder())

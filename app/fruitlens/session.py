@@ -191,7 +191,14 @@ def spark_settings(config: Config, input_files: int | None = None) -> dict[str, 
             + jvm_archive.java_options()
             + small_run_options(input_files, chosen.get("spark.driver.extraJavaOptions", ""))
         )
-        settings["spark.jars"] = ",".join(str(jar) for jar in jars.ensure_jars(config.jars_dir))
+        locked = [str(jar) for jar in jars.ensure_jars(config.jars_dir)]
+        # On the driver's class path, where a local run's executor is too: as spark.jars, every
+        # session copied them (the SDK bundle is 558 MB) through its file server into its
+        # scratch folder, and their classes were loaded by a loader the class archive skips.
+        # Spark's launcher puts a user's spark.driver.extraClassPath after these.
+        settings["spark.driver.defaultExtraClassPath"] = os.pathsep.join(locked)
+        if not runs_locally(config):
+            settings["spark.jars"] = ",".join(locked)  # shipped to the cluster's executors
         # A fixed bound: the job streams (20 000 images pass in it, `make chaos`), and without
         # one the JVM's heap grows toward a quarter of the machine with the work it is given.
         settings["spark.driver.memory"] = "2g"

@@ -75,6 +75,26 @@ def test_the_driver_maps_the_archive_only_once_recorded(fake_java: Path):
     assert settings["spark.driver.defaultJavaOptions"] == driver_options()
 
 
+def test_the_s3a_jars_are_on_the_driver_s_class_path_and_shipped_only_to_a_cluster():
+    locked = [str(jar) for jar in jars.ensure_jars(JARS.jars_dir)]
+    local = session.spark_settings(JARS)
+    assert local["spark.driver.defaultExtraClassPath"] == os.pathsep.join(locked)
+    assert "spark.jars" not in local  # no copy of the SDK bundle per session
+    cluster = session.spark_settings(dataclasses.replace(JARS, master="spark://spark:7077"))
+    assert cluster["spark.driver.defaultExtraClassPath"] == os.pathsep.join(locked)
+    assert cluster["spark.jars"] == ",".join(locked)
+
+
+def test_an_s3a_jar_fetched_again_records_anew(fake_java: Path, tmp_path: Path):
+    """They are on the class path the JVM compares with the recording's."""
+    bundle = tmp_path / "cache" / "jars" / jars.read_lock()[0].file_name
+    bundle.parent.mkdir(parents=True)
+    bundle.write_bytes(b"classes")
+    archive = jvm_archive.archive_path()
+    os.utime(bundle, ns=(0, 10**18))
+    assert jvm_archive.archive_path() != archive
+
+
 @pytest.fixture
 def spark_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A venv's pyspark folder with a few jars and its scripts, on the cache's file system."""
