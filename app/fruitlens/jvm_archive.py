@@ -5,8 +5,9 @@ A JVM that maps it skips loading and verifying about 10 000 classes: on 2 vCPUs 
 session started in 4.0 s instead of 6.2, and its first job ran in 1.7 s instead of 3.5. The
 archive is optional: without it (or with one the JVM cannot use, which it ignores silently)
 the driver starts as before. `python -m fruitlens.jvm_archive` records it once per cache and set of
-Spark's jar files, which every venv installed from the same uv cache shares (a fresh clone
-included); `make run` and `make test` call it through `make jars`.
+Spark's jar files (with the cache's s3a jars, also on the class path), which every venv
+installed from the same uv cache shares (a fresh clone included); `make run` and `make test`
+call it through `make jars`.
 """
 
 from __future__ import annotations

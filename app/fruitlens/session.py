@@ -194,8 +194,8 @@ def spark_settings(config: Config, input_files: int | None = None) -> dict[str, 
         locked = [str(jar) for jar in jars.ensure_jars(config.jars_dir)]
         # On the driver's class path, where a local run's executor is too: as spark.jars, every
         # session copied them (the SDK bundle is 558 MB) through its file server into its
-        # scratch folder, and their classes were loaded by a loader the class archive skips.
-        # Spark's launcher puts a user's spark.driver.extraClassPath after these.
+        # scratch folder. Spark's launcher puts a user's spark.driver.extraClassPath after
+        # these, and the class archive is recorded with them (jvm_archive).
         settings["spark.driver.defaultExtraClassPath"] = os.pathsep.join(locked)
         if not runs_locally(config):
             settings["spark.jars"] = ",".join(locked)  # shipped to the cluster's executors
