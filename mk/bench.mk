@@ -6,6 +6,7 @@
 # quality check on the whole shared subset is 17 of them);
 # BENCH_ARGS="--base 300 --scales 1,2" gives a quick smoke run.
 BENCH_ARGS ?=
+LINALG_ARGS ?=
 # OpenVINO is a ceiling to compare against, not a dependency of the job: it gets its own venv in
 # the cache, never the project's.
 OPENVINO_VENV := $(FRUITLENS_CACHE)/bench/openvino-venv
@@ -13,10 +14,15 @@ OPENVINO_VERSION := 2026.4.1
 # NNCF quantizes the OpenVINO model to int8 (the bench's `openvino` step, precision i8).
 NNCF_VERSION := 3.4.0
 
-.PHONY: bench bench-openvino
+.PHONY: bench bench-openvino bench-linalg
 
 bench: venv bench-openvino ## benchmark suite -> bench/results/latest.json (~45 min on 2 cores; BENCH_ARGS=)
 	$(BIN)/python bench/run_bench.py --openvino-python $(OPENVINO_VENV)/bin/python $(BENCH_ARGS)
+
+# PCA's fit with every BLAS/LAPACK installed (Java, Debian's reference, OpenBLAS), side by
+# side: what mk/linalg.mk's choice rests on. About 2 minutes; LINALG_ARGS= go to the script.
+bench-linalg: venv native-linalg ## PCA fit per BLAS/LAPACK -> bench/results/linalg.json
+	$(BIN)/python bench/linalg.py $(LINALG_ARGS)
 
 # The stamp names the versions, so a cached venv from before a bump is brought up to date.
 OPENVINO_STAMP := $(OPENVINO_VENV)/.installed-$(OPENVINO_VERSION)-nncf-$(NNCF_VERSION)
