@@ -20,7 +20,8 @@ bench: venv bench-openvino ## benchmark suite -> bench/results/latest.json (~45 
 	$(BIN)/python bench/run_bench.py --openvino-python $(OPENVINO_VENV)/bin/python $(BENCH_ARGS)
 
 # PCA's fit with every BLAS/LAPACK installed (Java, Debian's reference, OpenBLAS), side by
-# side, for mk/linalg.mk's choice (speed only; it does not test thread safety). About 2 minutes; LINALG_ARGS= go to the script.
+# side, for mk/linalg.mk's choice (speed only; it does not test thread safety). About 2
+# minutes; LINALG_ARGS= go to the script.
 bench-linalg: venv native-linalg ## PCA fit per BLAS/LAPACK -> bench/results/linalg.json
 	$(BIN)/python bench/linalg.py $(LINALG_ARGS)
 

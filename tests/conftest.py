@@ -114,6 +114,7 @@ def spark(s3_server: s3.S3Server) -> Iterator[SparkSession]:
         # start_session sets these defaults for its workers; the fixture owns them and undoes.
         patch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
         patch.setenv("PYSPARK_PYTHON", sys.executable)
+        patch.setenv("OPENBLAS_NUM_THREADS", "1")
         # As Spark's own test sessions: few shuffle partitions for tiny data, no progress bar
         # in the captured output. Everything else is the job's, the UI included: a test checks
         # that it listens on loopback only.

@@ -253,6 +253,18 @@ def process_runs(pid: int) -> bool:
     return True
 
 
+def export_local_defaults() -> None:
+    """Defaults the local JVM and its Python workers inherit from this process's environment
+    (a user's own value wins)."""
+    # Workers must run the driver's interpreter (the venv), not whatever python3 is on PATH;
+    # pyspark reads only the environment variable for this, not spark.pyspark.python.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # The JVM's task threads each make their own BLAS calls (Spark ML's PCA and classifiers); a
+    # threaded OpenBLAS, which `make native-linalg` installs, would add threads of its own to
+    # each: one per call, as Spark's ML linear algebra guide advises (mk/linalg.mk).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def start_session(
     config: Config, app_name: str = "fruitlens", input_files: int | None = None
 ) -> SparkSession:
@@ -262,9 +274,7 @@ def start_session(
     from pyspark.sql import SparkSession
 
     if not launched_by_spark_submit():
-        # Workers must run the driver's interpreter (the venv), not whatever python3 is on PATH;
-        # pyspark reads only the environment variable for this, not spark.pyspark.python.
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        export_local_defaults()
         remove_scratch_of_ended_drivers()
     existing = SparkConf()  # under spark-submit this already holds the submitted settings
     builder = SparkSession.builder.appName(app_name)

@@ -4,6 +4,7 @@ session's driver maps that archive."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,20 @@ def test_python_workers_run_under_the_fruitlens_daemon(spark: SparkSession):
     # Several tasks, so the reused worker's later tasks are seen too.
     found = spark.sparkContext.parallelize(range(6), 6).mapPartitions(watcher).collect()
     assert found == [("PathWatch", "CollectThenFreeze", False)] * 6
+
+
+def test_a_local_session_gives_blas_one_thread_per_call(
+    spark: SparkSession, monkeypatch: pytest.MonkeyPatch
+):
+    from fruitlens import session
+
+    # The tier's session was started with the default (conftest sets what start_session would).
+    assert spark.sparkContext._jvm.java.lang.System.getenv("OPENBLAS_NUM_THREADS") == "1"
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS")
+    monkeypatch.setenv("PYSPARK_PYTHON", "/a/python/of/the/user")
+    session.export_local_defaults()
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    assert os.environ["PYSPARK_PYTHON"] == "/a/python/of/the/user"  # a user's own value wins
 
 
 def test_the_archive_recording_runs_every_kind_of_job_it_names(spark: SparkSession):
