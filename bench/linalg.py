@@ -62,7 +62,9 @@ def fit_in_this_process(candidate: str, rows: int, fits: int, k: int) -> dict[st
     from pyspark.sql import SparkSession
 
     from fruitlens.pipeline.reduce import pca_pipeline
+    from fruitlens.session import export_local_defaults
 
+    export_local_defaults()  # as the job's local JVM: one OpenBLAS thread per call
     spark = (
         SparkSession.builder.master("local[1]")
         .config("spark.ui.enabled", "false")
