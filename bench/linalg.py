@@ -22,6 +22,7 @@ import json
 import statistics
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from run_bench import REPO, environment
 FEATURES = 512  # VGG16's pooled feature width
 # Debian's layout: one folder per implementation under the multiarch library folder, each with
 # both sonames (the reference implementation keeps BLAS and LAPACK in two folders).
-MULTIARCH = Path("/usr/lib/x86_64-linux-gnu")
+MULTIARCH = Path("/usr/lib") / (sysconfig.get_config_var("MULTIARCH") or "x86_64-linux-gnu")
 NATIVE = {
     "reference": ("blas/libblas.so.3", "lapack/liblapack.so.3"),
     "openblas-serial": ("openblas-serial/libblas.so.3", "openblas-serial/liblapack.so.3"),
