@@ -10,7 +10,7 @@ alternating rounds so that the machine's drift reaches all of them alike. The ro
 random numbers with a low-rank structure, the same for every candidate, so every candidate must
 find the same explained variance: checked, and reported.
 
-Writes bench/results/linalg.json (--report): per candidate, the library files, the netlib class
+Writes bench/results/linalg.json (--report): per candidate, the library files, the LAPACK class
 netlib chose, each warm fit's seconds and their median, the ratio to the reference LAPACK, and
 the CPU model and flags.
 """

@@ -9,7 +9,6 @@ environment puts it back.
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -113,8 +112,8 @@ def spark(s3_server: s3.S3Server) -> Iterator[SparkSession]:
         patch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
         # start_session sets these defaults for its workers; the fixture owns them and undoes.
         patch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
-        patch.setenv("PYSPARK_PYTHON", sys.executable)
-        patch.setenv("OPENBLAS_NUM_THREADS", "1")
+        for name, value in session.local_defaults().items():
+            patch.setenv(name, value)
         # As Spark's own test sessions: few shuffle partitions for tiny data, no progress bar
         # in the captured output. Everything else is the job's, the UI included: a test checks
         # that it listens on loopback only.

@@ -253,16 +253,24 @@ def process_runs(pid: int) -> bool:
     return True
 
 
+def local_defaults() -> dict[str, str]:
+    """Environment defaults the local JVM and its Python workers inherit from this process."""
+    return {
+        # Workers must run the driver's interpreter (the venv), not whatever python3 is on
+        # PATH; pyspark reads only the environment variable for this, not spark.pyspark.python.
+        "PYSPARK_PYTHON": sys.executable,
+        # The JVM's task threads each make their own BLAS calls (Spark ML's PCA and
+        # classifiers); a threaded OpenBLAS, which `make native-linalg` installs, would add
+        # threads of its own to each: one per call, as Spark's ML linear algebra guide advises
+        # (mk/linalg.mk).
+        "OPENBLAS_NUM_THREADS": "1",
+    }
+
+
 def export_local_defaults() -> None:
-    """Defaults the local JVM and its Python workers inherit from this process's environment
-    (a user's own value wins)."""
-    # Workers must run the driver's interpreter (the venv), not whatever python3 is on PATH;
-    # pyspark reads only the environment variable for this, not spark.pyspark.python.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    # The JVM's task threads each make their own BLAS calls (Spark ML's PCA and classifiers); a
-    # threaded OpenBLAS, which `make native-linalg` installs, would add threads of its own to
-    # each: one per call, as Spark's ML linear algebra guide advises (mk/linalg.mk).
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    """local_defaults() into this process's environment; a user's own value wins."""
+    for name, value in local_defaults().items():
+        os.environ.setdefault(name, value)
 
 
 def start_session(
