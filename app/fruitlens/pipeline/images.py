@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
@@ -128,7 +129,11 @@ def unscanned_files(spark: SparkSession, files: DataFrame) -> DataFrame:
     Spark's file scan silently skips empty files; the index (inputFiles) does not, so the
     difference is what would otherwise vanish without a trace.
     """
-    listed = [(hadoop_path_string(uri),) for uri in files.inputFiles()]
+    listed = pd.DataFrame({"path": [hadoop_path_string(uri) for uri in files.inputFiles()]})
+    # From pandas the rows reach the JVM as Arrow batches (spark.sql.execution.arrow.pyspark
+    # .enabled, session.TUNING). From a Python list they would pass through an RDD that Python
+    # workers re-serialize, with a daemon of their own beside the featurize workers' (another
+    # Python start in every run, and another TensorFlow import where the daemon preloads it).
     inventory = spark.createDataFrame(listed, StructType([StructField("path", StringType())]))
     scanned = files.select(F.col("path"))
     missing = inventory.join(scanned, on="path", how="left_anti")
