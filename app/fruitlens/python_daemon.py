@@ -17,6 +17,13 @@
    worker holds: with TensorFlow imported, some 0.2 CPU-s a task. `CollectThenFreeze` moves what
    survives into the permanent generation, so the next collection walks only what later tasks
    made.
+4. Each featurize worker imported Keras and TensorFlow itself: ~6 s of a 2-vCPU Xeon's core
+   per worker, paid again by every worker of every executor, two at once on two cores. When
+   the session sets PRELOAD_TENSORFLOW (featurizing commands do: session.spark_settings), the
+   daemon imports them once, before it forks any worker, and each worker starts with them
+   loaded (copy-on-write: their pages are shared, not copied). Importing runs no TensorFlow
+   op, so no thread pool nor device exists yet to be lost in the fork: each worker still
+   sets its own thread counts and builds its own model (featurize._build_model).
 
 It is set as `spark.python.daemon.module` (session.TUNING), so the driver's local workers and
 every executor's run it. Drop each part once the Spark pin carries its fix.
@@ -24,12 +31,16 @@ every executor's run it. Drop each part once the Spark pin carries its fix.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import os
 import sys
 from importlib.machinery import PathFinder
 from types import SimpleNamespace
+
+# Set to "1" in the workers' environment (spark.executorEnv) by sessions that featurize.
+PRELOAD_TENSORFLOW = "FRUITLENS_PRELOAD_TENSORFLOW"
 
 
 def unpacked_pyspark_first(path: list[str], spark_home: str) -> list[str]:
@@ -72,6 +83,28 @@ class CollectThenFreeze:
         return found
 
 
+def preload_tensorflow() -> None:
+    """Import Keras and TensorFlow in the daemon, at the workers' verbosity."""
+    from fruitlens import console
+
+    # The daemon's standard output is its channel to the JVM (it writes its port there first):
+    # whatever an import prints, from Python or native code, goes to standard error instead.
+    sys.stdout.flush()
+    channel = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            console.quiet_tensorflow()
+    except ImportError as exc:  # an executor without TensorFlow: the worker that needs it says so
+        print(f"fruitlens daemon: TensorFlow not preloaded: {exc}", file=sys.stderr)
+    finally:
+        os.dup2(channel, 1)
+        os.close(channel)
+    # Frozen before the fork: the workers' collections never touch (and so never copy) them.
+    gc.collect()
+    gc.freeze()
+
+
 def main() -> None:
     sys.path[:] = unpacked_pyspark_first(sys.path, os.environ.get("SPARK_HOME", ""))
     # Imported only now, from where the line above chose.
@@ -82,6 +115,8 @@ def main() -> None:
     watch = PathWatch()
     worker_util.importlib = SimpleNamespace(invalidate_caches=watch.invalidate_caches)  # type: ignore[assignment]
     daemon.gc = CollectThenFreeze  # type: ignore[assignment]
+    if os.environ.get(PRELOAD_TENSORFLOW) == "1":
+        preload_tensorflow()
     daemon.manager()
 
 

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from fruitlens import console, jars, jvm_archive, paths
+from fruitlens import console, jars, jvm_archive, paths, python_daemon
 from fruitlens.config import Config
 
 if TYPE_CHECKING:
@@ -171,7 +171,9 @@ def chosen_settings(config: Config) -> dict[str, str]:
     return chosen
 
 
-def spark_settings(config: Config, input_files: int | None = None) -> dict[str, str]:
+def spark_settings(
+    config: Config, input_files: int | None = None, featurizes: bool = False
+) -> dict[str, str]:
     chosen = chosen_settings(config)  # applied last, so the user's win
     settings = {
         **TUNING,
@@ -181,6 +183,11 @@ def spark_settings(config: Config, input_files: int | None = None) -> dict[str, 
         # Hadoop sets each file's mode itself (0644 by default), whatever the process umask.
         "spark.hadoop.fs.permissions.umask-mode": config.umask,
     }
+    if featurizes:
+        # Every featurize worker needs TensorFlow: imported once per executor, in the daemon
+        # the workers are forked from (python_daemon.py). A session that only trains or scores
+        # stored features would pay that import for nothing.
+        settings[f"spark.executorEnv.{python_daemon.PRELOAD_TENSORFLOW}"] = "1"
     if not launched_by_spark_submit():
         # The JVM starts with fruitlens's log4j2 file (no banner, no WARN lines by default) and
         # maps the recorded class archive when there is one (2 s less start-up). Spark's slot for
@@ -274,10 +281,14 @@ def export_local_defaults() -> None:
 
 
 def start_session(
-    config: Config, app_name: str = "fruitlens", input_files: int | None = None
+    config: Config,
+    app_name: str = "fruitlens",
+    input_files: int | None = None,
+    featurizes: bool = False,
 ) -> SparkSession:
     """The session for a command; `input_files`, when the command has listed its input, lets
-    a small run's local JVM start with SMALL_RUN_JVM (SMALL_RUN_BELOW_FILES)."""
+    a small run's local JVM start with SMALL_RUN_JVM (SMALL_RUN_BELOW_FILES); `featurizes`:
+    the command runs images through VGG16, so its Python workers start with TensorFlow."""
     from pyspark import SparkConf
     from pyspark.sql import SparkSession
 
@@ -294,7 +305,7 @@ def start_session(
         # (which binds SPARK_LOCAL_IP, else every interface) and the RPC stay on loopback.
         os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
     explicit = chosen_settings(config).keys()
-    for key, value in spark_settings(config, input_files).items():
+    for key, value in spark_settings(config, input_files, featurizes).items():
         if key in explicit or not existing.contains(key):
             builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -1,16 +1,19 @@
 """The Python worker daemon's changes to Spark 4.0's worker (fruitlens.python_daemon): pyspark
-imported unpacked, import caches dropped only when the worker's path changed, and what
-outlives a task frozen out of later collections."""
+imported unpacked, import caches dropped only when the worker's path changed, what outlives a
+task frozen out of later collections, and TensorFlow imported before the workers are forked."""
 
 from __future__ import annotations
 
 import gc
 import importlib
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
+from fruitlens import console, paths, python_daemon, session
+from fruitlens.config import Config
 from fruitlens.python_daemon import CollectThenFreeze, PathWatch, unpacked_pyspark_first
 
 
@@ -78,3 +81,45 @@ def test_what_outlives_a_task_is_left_out_of_later_collections():
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def preload_with(monkeypatch: pytest.MonkeyPatch, importer: object) -> None:
+    monkeypatch.setattr(console, "quiet_tensorflow", importer)
+    gc.unfreeze()
+    try:
+        python_daemon.preload_tensorflow()
+    finally:
+        gc.unfreeze()
+
+
+def test_what_a_preloaded_import_prints_stays_off_the_daemons_channel(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+):
+    def noisy_import() -> None:
+        print("printed by Python code")
+        os.write(1, b"written by native code\n")
+
+    preload_with(monkeypatch, noisy_import)
+    printed, errors = capfd.readouterr()
+    # The JVM reads the daemon's port from its standard output: nothing else may come first.
+    assert printed == ""
+    assert "printed by Python code" in errors and "written by native code" in errors
+
+
+def test_a_daemon_without_tensorflow_still_serves_and_says_why(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+):
+    def missing() -> None:
+        raise ImportError("No module named 'tensorflow'")
+
+    preload_with(monkeypatch, missing)
+    printed, errors = capfd.readouterr()
+    assert printed == ""
+    assert "TensorFlow not preloaded: No module named 'tensorflow'" in errors
+
+
+def test_only_sessions_that_featurize_have_their_daemons_preload_tensorflow():
+    config = Config(jars_dir=str(paths.cache_dir() / "jars"))
+    key = f"spark.executorEnv.{python_daemon.PRELOAD_TENSORFLOW}"
+    assert session.spark_settings(config, featurizes=True)[key] == "1"
+    assert key not in session.spark_settings(config)  # train, evaluate: no VGG16

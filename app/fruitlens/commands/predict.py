@@ -42,7 +42,7 @@ def predict_command(config: Config) -> dict[str, Any]:
     report = RunReport("predict", config)
     commit = OutputCommit.begin(output, storage)
     # The model is read through s3a, so only once the session has the jars and settings.
-    spark = session.start_session(config, "fruitlens-predict", listing.files)
+    spark = session.start_session(config, "fruitlens-predict", listing.files, featurizes=True)
     model, _ = classify.load(str(config.model), storage)
     with report.stage("featurize"), session.job_description(spark, "featurize"):
         result = featurize.featurize_and_count(

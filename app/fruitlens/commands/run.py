@@ -43,7 +43,7 @@ def run_command(config: Config) -> dict[str, Any]:
     report = RunReport("run", config)
     # Cleans what a failed run left; datasets go to new versions until run.json commits them.
     commit = OutputCommit.begin(output, storage)
-    spark = session.start_session(config, "fruitlens-run", listing.files)
+    spark = session.start_session(config, "fruitlens-run", listing.files, featurizes=True)
     previous = commit.previous_document
     # A committed run without a pca section stopped short (too few images): never kept.
     if config.incremental and previous.get("fingerprint") and "pca" in previous:
