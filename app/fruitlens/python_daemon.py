@@ -17,7 +17,7 @@
    worker holds: with TensorFlow imported, some 0.2 CPU-s a task. `CollectThenFreeze` moves what
    survives into the permanent generation, so the next collection walks only what later tasks
    made.
-4. Each featurize worker imported Keras and TensorFlow itself: ~6 s of a 2-vCPU Xeon's core
+4. Each featurize worker imported Keras and TensorFlow itself: 3-7 s of a 2-vCPU Xeon's core
    per worker, paid again by every worker of every executor, two at once on two cores. When
    the session sets PRELOAD_TENSORFLOW (featurizing commands do: session.spark_settings), the
    daemon imports them once, before it forks any worker, and each worker starts with them
