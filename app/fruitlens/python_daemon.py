@@ -26,7 +26,8 @@
    sets its own thread counts and builds its own model (featurize._build_model).
 
 It is set as `spark.python.daemon.module` (session.TUNING), so the driver's local workers and
-every executor's run it. Drop each part once the Spark pin carries its fix.
+every executor's run it. Drop parts 1-3 once the Spark pin carries their fixes; part 4 is
+fruitlens's own (Spark's daemon imports no library of the job's).
 """
 
 from __future__ import annotations
