@@ -241,6 +241,16 @@ def test_weights_defaults_match_the_engine() -> None:
     assert "app/fruitlens/__main__.py /opt/fruitlens/main.py" in copies
 
 
+def test_native_linear_algebra_as_in_local_runs() -> None:
+    """The image's Spark ML gets OpenBLAS, the threaded build, one thread per call: what
+    `make native-linalg` and session.local_defaults give a local run."""
+    from fruitlens.session import local_defaults
+
+    installs = " ".join(rest for keyword, rest in final_stage() if keyword == "RUN")
+    assert "libopenblas0-pthread" in installs and "openblas0-serial" not in installs
+    assert final_env()["OPENBLAS_NUM_THREADS"] == local_defaults()["OPENBLAS_NUM_THREADS"]
+
+
 def test_constraints_lock_every_requirement_with_hashes_and_leave_out_pyspark() -> None:
     compile_constraints = load_docker_module("compile_constraints")
     assert compile_constraints.main(["--check"]) == 0
@@ -535,6 +545,23 @@ def test_image_driver_entrypoint_runs_main_py(built_image: BuiltImage) -> None:
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert "run" in proc.stdout
+
+
+@pytest.mark.slow
+@needs_image_test
+def test_image_spark_ml_loads_native_blas_and_lapack(built_image: BuiltImage) -> None:
+    """netlib falls back to its Java translation, with only a warning, when libblas.so.3 or
+    liblapack.so.3 cannot load: ask it which implementation it took."""
+    script = (
+        "from pyspark.sql import SparkSession; "
+        "jvm = SparkSession.builder.master('local[1]').getOrCreate().sparkContext._jvm; "
+        "netlib = jvm.dev.ludovic.netlib; "
+        "print(netlib.blas.BLAS.getInstance().getClass().getSimpleName(), "
+        "netlib.lapack.LAPACK.getInstance().getClass().getSimpleName())"
+    )
+    proc = built_image.run("python", "-c", script, env={"SPARK_LOCAL_IP": "127.0.0.1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split()[-2:] == ["JNIBLAS", "JNILAPACK"], proc.stderr[-3000:]
 
 
 @pytest.mark.slow
