@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from fruitlens import sparkapp
+from fruitlens import python_daemon, sparkapp
 from fruitlens.outputs.commit import dataset_location
 
 REPO = Path(__file__).resolve().parents[2]
@@ -270,6 +270,14 @@ def check_run(
         assert actual["allow_privilege_escalation"] is False
         assert actual["capabilities"]["drop"] == ["ALL"]
         assert actual["seccomp_profile"]["type"] == "RuntimeDefault"
+
+    # Executors' Python daemons import TensorFlow before forking their workers: the featurizing
+    # session's spark.executorEnv reached the pods, and no daemon said it could not preload.
+    for pod in executors:
+        container = next(c for c in pod.spec.containers if c.name.startswith("spark-kubernetes"))
+        env = {variable.name: variable.value for variable in container.env or []}
+        assert env.get(python_daemon.PRELOAD_TENSORFLOW) == "1", sorted(env)
+        assert "TensorFlow not preloaded" not in recorder.log(pod)
 
     # No credential in any pod spec, ConfigMap, the application or any pod's log.
     texts = {f"pod {p.metadata.name}": json.dumps(p.to_dict(), default=str) for p in drivers}
