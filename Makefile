@@ -120,7 +120,7 @@ PYTEST_LANE = COVERAGE_FILE=$(CURDIR)/.coverage.$(2) $(BIN)/python -m pytest $(1
 
 # No --output-sync: it would hold each lane's pytest output until that lane ends (minutes of
 # silence on CI); the lanes' lines interleave instead.
-test: ## lint, then every test, installs included (what CI runs); PYTEST_ARGS= go to every lane
+test: ## lint, then every test but the cluster's, installs included (CI runs it, then e2e); PYTEST_ARGS= go to every lane
 	rm -f .coverage $(addprefix .coverage.,$(LANES))
 	$(MAKE) --no-print-directory -j3 $(addprefix test-,$(LANES))
 	$(BIN)/coverage combine --quiet --keep $$(ls $(addprefix .coverage.,$(LANES)) 2>/dev/null)
