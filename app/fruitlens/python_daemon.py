@@ -42,6 +42,8 @@ from types import SimpleNamespace
 
 # Set to "1" in the workers' environment (spark.executorEnv) by sessions that featurize.
 PRELOAD_TENSORFLOW = "FRUITLENS_PRELOAD_TENSORFLOW"
+# What the daemon logs when that import fails: an executor without TensorFlow serves anyway.
+NOT_PRELOADED = "fruitlens daemon: TensorFlow not preloaded"
 
 
 def unpacked_pyspark_first(path: list[str], spark_home: str) -> list[str]:
@@ -97,7 +99,7 @@ def preload_tensorflow() -> None:
         with contextlib.redirect_stdout(sys.stderr):
             console.quiet_tensorflow()
     except ImportError as exc:  # an executor without TensorFlow: the worker that needs it says so
-        print(f"fruitlens daemon: TensorFlow not preloaded: {exc}", file=sys.stderr)
+        print(f"{NOT_PRELOADED}: {exc}", file=sys.stderr)
     finally:
         os.dup2(channel, 1)
         os.close(channel)

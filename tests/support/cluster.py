@@ -277,7 +277,7 @@ def check_run(
         container = next(c for c in pod.spec.containers if c.name.startswith("spark-kubernetes"))
         env = {variable.name: variable.value for variable in container.env or []}
         assert env.get(python_daemon.PRELOAD_TENSORFLOW) == "1", sorted(env)
-        assert "TensorFlow not preloaded" not in recorder.log(pod)
+        assert python_daemon.NOT_PRELOADED not in recorder.log(pod)
 
     # No credential in any pod spec, ConfigMap, the application or any pod's log.
     texts = {f"pod {p.metadata.name}": json.dumps(p.to_dict(), default=str) for p in drivers}
