@@ -8,24 +8,29 @@
 E2E_KEEP ?=
 E2E_PYTEST_ARGS ?=
 
-.PHONY: e2e e2e-tools e2e-images e2e-up e2e-down
+.PHONY: e2e e2e-root e2e-tools e2e-images e2e-up e2e-down
 
-e2e-tools: ## build every Kubernetes binary, CoreDNS and the Spark Operator (once per cache)
+# First prerequisite of every target below that changes the machine: without root, one line
+# saying so, before minutes of builds end in apt's or containerd's permission errors.
+e2e-root:
+	@[ "$$(id -u)" -eq 0 ] || { echo "make e2e needs root: it runs containerd, kubelet and the pods' network on this machine (sudo make e2e)" >&2; exit 1; }
+
+e2e-tools: e2e-root ## build every Kubernetes binary, CoreDNS and the Spark Operator (once per cache)
 	hack/apt.sh
 	hack/tools.sh cluster
 
 e2e-images: image-tools e2e-tools ## build the project, operator and pause images with podman
 	hack/images.sh build
 
-e2e-up: venv e2e-images ## bring the local cluster up with the operator and S3 (no runs)
+e2e-up: e2e-root venv e2e-images ## bring the local cluster up with the operator and S3 (no runs)
 	hack/cluster-up.sh
 	hack/operator.sh
 	hack/s3.sh up $(BIN)/python
 
-e2e-down: ## take the local cluster down: processes, network, iptables chains, mounts
+e2e-down: e2e-root ## take the local cluster down: processes, network, iptables chains, mounts
 	hack/cluster-down.sh
 
-e2e: venv e2e-images ## end to end on a local single-node cluster: helm, kustomize, submit, a fault
+e2e: e2e-root venv e2e-images ## end to end on a local single-node cluster: helm, kustomize, submit, a fault
 	@set -e; \
 	hack/cluster-up.sh; \
 	if [ -z "$(E2E_KEEP)" ]; then trap 'hack/cluster-down.sh' EXIT; fi; \
