@@ -65,6 +65,11 @@ TARGETS = {
 # the bf16 roofline share applies to AMX only.
 AUTO_SPEEDUP_TARGET = {"amx_bf16": 3.5, "avx512_bf16": 1.3}
 AMX_ROOFLINE_SHARE = 0.70
+# `auto` may use bf16 on a CPU family only where bf16 also pays: the quality runs' featurize
+# stage in bf16 at least this many times float32's. Quality is a property of the instructions,
+# speed of the cores: an Intel Xeon whose hypervisor hides AMX has AVX512_BF16, and oneDNN's
+# bf16 convolutions ran there at 0.58x float32 (bench/README.md, "When `auto` uses bf16").
+AUTO_BF16_MIN_SPEEDUP = 1.1
 # oneDNN's cap that makes an AMX CPU run bf16 the way an AVX512_BF16-only CPU (c7a) does.
 AVX512_BF16_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}
 ALL = "all"
@@ -392,6 +397,14 @@ class Bench:
                 "target": "accuracy, macro-F1 within 0.3 points; PCA k +-1; >= 99.5 % agree",
                 "met": quality["met"],
             }
+            speedup = ratios.get("fruitlens_bf16_vs_fp32_quality_runs") or ratios.get(
+                "fruitlens_bf16_vs_fruitlens_fp32"
+            )
+            targets["auto_may_use_bf16"] = {
+                "value": {"bf16_quality_met": quality["met"], "bf16_vs_fp32_featurize": speedup},
+                "target": f"bf16_quality met and bf16 featurizes >= {AUTO_BF16_MIN_SPEEDUP}x fp32",
+                "met": bool(quality["met"] and speedup and speedup >= AUTO_BF16_MIN_SPEEDUP),
+            }
         return {**values, "ratios": ratios, "targets": targets}
 
     def auto_uses_bf16(self) -> bool:
@@ -484,6 +497,10 @@ class Bench:
             "keras_bf16_avx512_bf16_only_vs_keras_fp32": ratio(avx512, keras_fp32),
             "bf16_vs_fp32_matmul": ratio(
                 values["matmul_gflops"]["bfloat16"], values["matmul_gflops"]["float32"]
+            ),
+            "fruitlens_bf16_vs_fp32_quality_runs": ratio(
+                values["quality_runs_featurize_images_per_s"].get("bf16"),
+                values["quality_runs_featurize_images_per_s"].get("fp32"),
             ),
             "fruitlens_auto_vs_keras_fp32": ratio(auto_rate, keras_fp32),
             "fruitlens_auto_vs_keras_same_precision": ratio(auto_rate, same_precision(auto)),
