@@ -80,9 +80,13 @@ REPORTED_FLAGS = (
 # +-1, >= 99.5 % of Test predictions agreeing): each entry names its evidence, and a CPU family
 # without one stays float32 under `auto` (`--precision bf16` still forces it). bench/README.md
 # says how to add one.
-# AVX512_BF16 alone is not in it: with oneDNN capped at AVX512_BF16 on the AMX Xeon it passed
-# narrowly (19 of 4 184 Test predictions changed, 99.55 %), and the only real AVX512_BF16 CPU
-# measured (Zen 5) was checked on a 2 400-image slice only (6 of 598 changed, 1.0 %).
+# AVX512_BF16 alone is not in it. A real AVX512_BF16 CPU without AMX (an Intel Xeon whose
+# hypervisor hides AMX, bench/results/20261204T185551Z.json) passed the whole subset's check
+# narrowly (19 of 4 184 Test predictions changed, 99.55 %), as the AMX Xeon capped at
+# AVX512_BF16 had, but there bf16 featurized at 0.58x float32: oneDNN's AVX512_BF16
+# convolutions are slower than its float32 ones on Intel cores. The one AMD AVX512_BF16 CPU
+# measured (Zen 5) ran bf16 at 1.38x float32 but was checked on a 2 400-image slice only (6 of
+# 598 changed, 1.0 %).
 AUTO_BF16_VERIFIED: dict[str, str] = {
     "amx_bf16": (
         "bench/results/20261202T152837Z.json (Intel Xeon with AMX, 2026-12-02): on the whole "
