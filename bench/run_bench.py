@@ -10,7 +10,7 @@ Steps, in order (each one's failure is recorded and the others still run):
               matmul FLOP/s
   keras       bare Keras loop on the 1x slice, best of a few batch sizes: float32, bf16 by
               Keras's mixed_bfloat16 policy, bf16 by grappler's onednn rewrite (and, on an AMX
-              CPU, bf16 with oneDNN capped at AVX512_BF16: what a c7a-class CPU runs)
+              CPU, bf16 with oneDNN capped at AVX512_BF16: the kernels a c7a-class CPU runs)
   openvino    OpenVINO f32 / bf16 on the same graph and images (benchmark-only venv)
   naive       naive Spark (224 px, model built inside the UDF, model.predict) on --naive images
   profile     read / decode + Arrow / model time inside Spark on --profile-images images
@@ -70,7 +70,9 @@ AMX_ROOFLINE_SHARE = 0.70
 # speed of the cores: an Intel Xeon whose hypervisor hides AMX has AVX512_BF16, and oneDNN's
 # bf16 convolutions ran there at 0.58x float32 (bench/README.md, "When `auto` uses bf16").
 AUTO_BF16_MIN_SPEEDUP = 1.1
-# oneDNN's cap that makes an AMX CPU run bf16 the way an AVX512_BF16-only CPU (c7a) does.
+# oneDNN's cap that makes an AMX CPU run bf16 with the kernels an AVX512_BF16-only CPU uses:
+# the same arithmetic, so the same quality verdict; the speed is an Intel core's (0.69x float32
+# capped, 0.56x on a Xeon without AMX), not an AMD one's (1.9x on a Zen 5).
 AVX512_BF16_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}
 ALL = "all"
 
