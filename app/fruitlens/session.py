@@ -131,35 +131,42 @@ def s3a_settings(config: Config) -> dict[str, str]:
 DRIVER_LISTING = {"spark.sql.sources.parallelPartitionDiscovery.threshold": str(2**31 - 1)}
 
 
-# A local driver's JVM gets SMALL_RUN_JVM for a run of fewer input files than this.
+# The driver JVM that fruitlens starts collects with the serial collector, whatever the run's
+# size (unless the user's own options name a collector: the JVM refuses to start with two). G1,
+# the JVM's choice on 2 cores or more, marks and collects the heap in threads of its own, on the
+# cores a local run's featurize workers need, and grows its heap toward spark.driver.memory
+# (below) where the serial collector keeps it near what is live: the job streams, and little
+# lives long. Alternated on 2-core machines (bench/README.md, Results): 600 images on a Zen 5,
+# three pairs, 32.5-36.7 s against 33.4-40.1 s, 2.2-7.0 CPU-s less in each pair; 4 800 images on
+# a Xeon, three pairs, 122.3-122.7 s against 124.6-125.8 s, 235.0-235.5 busy CPU-s against
+# 240.4-241.5, the JVM's peak RSS 931-961 MB against 1 192-1 336 MB; the whole shared subset
+# (16 798 images), one pair, 362.0 s against 369.8 s, the JVM 1.30 GB against 1.75 GB.
+SERIAL_GC = "-XX:+UseSerialGC"
+# A run of fewer input files than this also starts its driver JVM with C1 only.
 #
-# C1 only: C2, the optimising compiler, makes the JVM's own numerics (PCA, Spark ML's fits)
-# faster on a long run but spends tens of CPU-seconds compiling at the start, on the cores the
-# featurize workers need. `fruitlens run --master local[2]` alternated on a 2-core AMD EPYC Zen 3
+# C2, the optimising compiler, makes the JVM's own numerics (PCA, Spark ML's fits) faster on a
+# long run but spends tens of CPU-seconds compiling at the start, on the cores the featurize
+# workers need. `fruitlens run --master local[2]` alternated on a 2-core AMD EPYC Zen 3
 # (bench/README.md), C1 only against C2: 600 images 75-80 s against 86-87 s (123-131 against
 # 160-161 CPU-s); 1 200 images 112 s against 119 s; 2 400 images 176 s against 174 s, even (that
 # Zen 3 had lost with C1 at 2 420 on an earlier day; a Zen 5 still won at 2 400 and tied at
 # 4 800): 2 000 is where the CPUs measured agree. C1 alone would shrink the code cache to
 # 48 MiB, which Spark's generated code outgrows: the tiered 240 MiB is kept.
-#
-# The serial collector: G1, the JVM's choice on 2 cores or more, marks the heap in threads of
-# its own, beside the workers, and a small run's driver heap needs none of it. The same 600
-# images on a 2-core Zen 5, three pairs alternated: 32.5-36.7 s against 33.4-40.1 s, 2.2-7.0
-# CPU-s less in each pair (bench/README.md, Results).
 SMALL_RUN_BELOW_FILES = 2000
 C1_ONLY = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
-SERIAL_GC = "-XX:+UseSerialGC"
 SMALL_RUN_JVM = f"{C1_ONLY} {SERIAL_GC}"
-# A collector named in a user's own options: the JVM refuses to start with two.
+# A collector named in a user's own options.
 _CHOSEN_GC = re.compile(r"-XX:\+Use\w+GC\b")
 
 
-def small_run_options(input_files: int | None, user_options: str) -> str:
+def driver_jvm_options(input_files: int | None, user_options: str) -> str:
     """The driver JVM's options for a run of `input_files` (None: not known), beside the
     user's own spark.driver.extraJavaOptions, which come after them and win."""
-    if input_files is None or input_files >= SMALL_RUN_BELOW_FILES:
-        return ""
-    return f" {C1_ONLY}" if _CHOSEN_GC.search(user_options) else f" {SMALL_RUN_JVM}"
+    small = input_files is not None and input_files < SMALL_RUN_BELOW_FILES
+    chosen = (C1_ONLY,) if small else ()
+    if not _CHOSEN_GC.search(user_options):
+        chosen += (SERIAL_GC,)
+    return "".join(f" {option}" for option in chosen)
 
 
 def chosen_settings(config: Config) -> dict[str, str]:
@@ -196,7 +203,7 @@ def spark_settings(
         settings["spark.driver.defaultJavaOptions"] = (
             console.java_options(config.verbose)
             + jvm_archive.java_options()
-            + small_run_options(input_files, chosen.get("spark.driver.extraJavaOptions", ""))
+            + driver_jvm_options(input_files, chosen.get("spark.driver.extraJavaOptions", ""))
         )
         locked = [str(jar) for jar in jars.ensure_jars(config.jars_dir)]
         # On the driver's class path, where a local run's executor is too: as spark.jars, every
@@ -287,7 +294,7 @@ def start_session(
     featurizes: bool = False,
 ) -> SparkSession:
     """The session for a command; `input_files`, when the command has listed its input, lets
-    a small run's local JVM start with SMALL_RUN_JVM (SMALL_RUN_BELOW_FILES); `featurizes`:
+    a small run's JVM start with C1 only (SMALL_RUN_BELOW_FILES); `featurizes`:
     the command runs images through VGG16, so its Python workers start with TensorFlow."""
     from pyspark import SparkConf
     from pyspark.sql import SparkSession

@@ -14,8 +14,9 @@ intrinsic").
 
 from __future__ import annotations
 
-# A command gives them only to a run below session.SMALL_RUN_BELOW_FILES; a test's session gets
-# them whatever its input, including the shared session, which is started without one.
+# A command gives C1 only to a run below session.SMALL_RUN_BELOW_FILES (the serial collector to
+# every run); a test's session gets both whatever its input, including the shared session, which
+# is started without one.
 from fruitlens.session import SMALL_RUN_JVM
 
 # Added to the job's own options (spark.driver.defaultJavaOptions), never replacing them.
