@@ -150,8 +150,11 @@ SERIAL_GC = "-XX:+UseSerialGC"
 # (bench/README.md), C1 only against C2: 600 images 75-80 s against 86-87 s (123-131 against
 # 160-161 CPU-s); 1 200 images 112 s against 119 s; 2 400 images 176 s against 174 s, even (that
 # Zen 3 had lost with C1 at 2 420 on an earlier day; a Zen 5 still won at 2 400 and tied at
-# 4 800): 2 000 is where the CPUs measured agree. C1 alone would shrink the code cache to
-# 48 MiB, which Spark's generated code outgrows: the tiered 240 MiB is kept.
+# 4 800): 2 000 is where the CPUs measured agree. A Xeon without AMX, with the serial collector
+# on both sides, later found C1 only faster at 4 800 images and on the whole subset too
+# (bench/README.md, Results, 2026-12-04 20:46): the threshold waits for the same pairs on other
+# CPUs. C1 alone would shrink the code cache to 48 MiB, which Spark's generated code outgrows:
+# the tiered 240 MiB is kept.
 SMALL_RUN_BELOW_FILES = 2000
 C1_ONLY = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
 SMALL_RUN_JVM = f"{C1_ONLY} {SERIAL_GC}"
