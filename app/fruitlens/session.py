@@ -14,6 +14,7 @@ defaults here, so a deliberate override in a manifest is never silently undone.
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import logging
 import os
@@ -142,31 +143,55 @@ DRIVER_LISTING = {"spark.sql.sources.parallelPartitionDiscovery.threshold": str(
 # 240.4-241.5, the JVM's peak RSS 931-961 MB against 1 192-1 336 MB; the whole shared subset
 # (16 798 images), one pair, 362.0 s against 369.8 s, the JVM 1.30 GB against 1.75 GB.
 SERIAL_GC = "-XX:+UseSerialGC"
-# A run of fewer input files than this also starts its driver JVM with C1 only.
+# A run of fewer input files than this also starts its driver JVM with C1 only; so does every
+# run whose linear algebra is OpenBLAS (below).
 #
-# C2, the optimising compiler, makes the JVM's own numerics (PCA, Spark ML's fits) faster on a
-# long run but spends tens of CPU-seconds compiling at the start, on the cores the featurize
-# workers need. `fruitlens run --master local[2]` alternated on a 2-core AMD EPYC Zen 3
-# (bench/README.md), C1 only against C2: 600 images 75-80 s against 86-87 s (123-131 against
-# 160-161 CPU-s); 1 200 images 112 s against 119 s; 2 400 images 176 s against 174 s, even (that
-# Zen 3 had lost with C1 at 2 420 on an earlier day; a Zen 5 still won at 2 400 and tied at
-# 4 800): 2 000 is where the CPUs measured agree. A Xeon without AMX, with the serial collector
-# on both sides, later found C1 only faster at 4 800 images and on the whole subset too
-# (bench/README.md, Results, 2026-12-04 20:46): the threshold waits for the same pairs on other
-# CPUs. C1 alone would shrink the code cache to 48 MiB, which Spark's generated code outgrows:
-# the tiered 240 MiB is kept.
+# C2, the optimising compiler, makes the JVM's own code faster on a long run but spends tens of
+# CPU-seconds compiling, on the cores a local run's featurize workers need. `fruitlens run
+# --master local[2]` alternated on a 2-core AMD EPYC Zen 3 (bench/README.md), C1 only against
+# C2: 600 images 75-80 s against 86-87 s (123-131 against 160-161 CPU-s); 1 200 images 112 s
+# against 119 s; 2 400 images 176 s against 174 s, even.
+#
+# Above that, what C2 buys is the JVM's numerics (PCA's SVD, Spark ML's fits), and only while
+# they run as Java code: Spark ML's netlib layer runs them in the machine's libblas.so.3 and
+# liblapack.so.3 when it can load them, else in its Java translation. On a 2-vCPU Xeon without
+# AMX, 4 800 images, alternated twice each (bench/README.md, Results, 2026-12-04): with netlib's
+# Java code C1 only lost, 129.5 / 130.6 s against 123.5 / 121.4 s (training 18.1-18.3 s against
+# 10.0-10.1 s, PCA 7.8-7.9 against 5.6-5.7 s), as the Zen 3 had at 2 420 images; with OpenBLAS
+# (`make native-linalg`) it won, 117.0 / 117.6 s against 121.5 / 124.1 s and 20 CPU-s less, the
+# training and PCA no slower, and on the whole shared subset (16 798 images) 359.7 s against
+# 364.9 s. Debian's reference BLAS is native too but unmeasured with C1 alone beside the serial
+# collector: it keeps the threshold. C1 alone would shrink the code cache to 48 MiB, which
+# Spark's generated code outgrows: the tiered 240 MiB is kept.
 SMALL_RUN_BELOW_FILES = 2000
 C1_ONLY = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
 SMALL_RUN_JVM = f"{C1_ONLY} {SERIAL_GC}"
 # A collector named in a user's own options.
 _CHOSEN_GC = re.compile(r"-XX:\+Use\w+GC\b")
+# The libraries netlib (dev.ludovic.netlib, Spark ML's BLAS and LAPACK) loads by these names;
+# a user's own netlib properties in the options point it elsewhere.
+NETLIB_LIBRARIES = ("libblas.so.3", "liblapack.so.3")
+NETLIB_PROPERTY = "-Ddev.ludovic.netlib."
 
 
-def driver_jvm_options(input_files: int | None, user_options: str) -> str:
+def openblas_loads(libraries: tuple[str, ...] = NETLIB_LIBRARIES) -> bool:
+    """Whether each library, found as the JVM's dynamic linker will find it (this process
+    shares its environment), is OpenBLAS, which exports openblas_get_config (mk/linalg.mk
+    installs it). Loading them here takes ~10 ms; OPENBLAS_NUM_THREADS (local_defaults) keeps
+    OpenBLAS from starting threads in this process."""
+    try:
+        return all(hasattr(ctypes.CDLL(name), "openblas_get_config") for name in libraries)
+    except OSError:  # not installed: netlib's Java translation
+        return False
+
+
+def driver_jvm_options(input_files: int | None, user_options: str, openblas: bool) -> str:
     """The driver JVM's options for a run of `input_files` (None: not known), beside the
-    user's own spark.driver.extraJavaOptions, which come after them and win."""
+    user's own spark.driver.extraJavaOptions, which come after them and win. `openblas`: the
+    JVM's linear algebra will run in OpenBLAS (openblas_loads)."""
     small = input_files is not None and input_files < SMALL_RUN_BELOW_FILES
-    chosen = (C1_ONLY,) if small else ()
+    native_numerics = openblas and NETLIB_PROPERTY not in user_options
+    chosen = (C1_ONLY,) if small or native_numerics else ()
     if not _CHOSEN_GC.search(user_options):
         chosen += (SERIAL_GC,)
     return "".join(f" {option}" for option in chosen)
@@ -206,7 +231,9 @@ def spark_settings(
         settings["spark.driver.defaultJavaOptions"] = (
             console.java_options(config.verbose)
             + jvm_archive.java_options()
-            + driver_jvm_options(input_files, chosen.get("spark.driver.extraJavaOptions", ""))
+            + driver_jvm_options(
+                input_files, chosen.get("spark.driver.extraJavaOptions", ""), openblas_loads()
+            )
         )
         locked = [str(jar) for jar in jars.ensure_jars(config.jars_dir)]
         # On the driver's class path, where a local run's executor is too: as spark.jars, every
@@ -297,8 +324,8 @@ def start_session(
     featurizes: bool = False,
 ) -> SparkSession:
     """The session for a command; `input_files`, when the command has listed its input, lets
-    a small run's JVM start with C1 only (SMALL_RUN_BELOW_FILES); `featurizes`:
-    the command runs images through VGG16, so its Python workers start with TensorFlow."""
+    a small run's JVM start with C1 only (driver_jvm_options); `featurizes`: the command runs
+    images through VGG16, so its Python workers start with TensorFlow."""
     from pyspark import SparkConf
     from pyspark.sql import SparkSession
 

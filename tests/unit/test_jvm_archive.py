@@ -277,6 +277,7 @@ def test_the_jvm_maps_an_archive_through_a_hard_link_to_a_recorded_jar(tmp_path:
     assert not maps_it("linked")
 
 
+@pytest.mark.parametrize("openblas", [False, True])
 @pytest.mark.parametrize(
     ("input_files", "small"),
     [
@@ -286,14 +287,39 @@ def test_the_jvm_maps_an_archive_through_a_hard_link_to_a_recorded_jar(tmp_path:
         (session.SMALL_RUN_BELOW_FILES, False),
     ],
 )
-def test_a_small_run_s_driver_has_c1_only_and_every_driver_the_serial_collector(
-    input_files: int | None, small: bool
+def test_c1_only_for_a_small_run_or_openblas_numerics_and_the_serial_collector_for_all(
+    monkeypatch: pytest.MonkeyPatch, input_files: int | None, small: bool, openblas: bool
 ):
+    monkeypatch.setattr(session, "openblas_loads", lambda: openblas)
     options = session.spark_settings(JARS, input_files)["spark.driver.defaultJavaOptions"]
-    assert ("-XX:TieredStopAtLevel=1" in options) == small
+    assert ("-XX:TieredStopAtLevel=1" in options) == (small or openblas)
     # The code cache keeps the tiered default: C1 alone would shrink it to 48 MiB.
-    assert ("-XX:ReservedCodeCacheSize=240m" in options) == small
+    assert ("-XX:ReservedCodeCacheSize=240m" in options) == (small or openblas)
     assert "-XX:+UseSerialGC" in options
+
+
+def test_netlib_pointed_elsewhere_by_the_user_keeps_c2_for_a_large_run(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setattr(session, "openblas_loads", lambda: True)
+    java_netlib = "-Ddev.ludovic.netlib.lapack.nativeLibPath=/nowhere/liblapack.so.3"
+    chosen = dataclasses.replace(JARS, spark_conf=[f"spark.driver.extraJavaOptions={java_netlib}"])
+    large = session.spark_settings(chosen, session.SMALL_RUN_BELOW_FILES)
+    assert "-XX:TieredStopAtLevel=1" not in large["spark.driver.defaultJavaOptions"]
+    small = session.spark_settings(chosen, 10)
+    assert "-XX:TieredStopAtLevel=1" in small["spark.driver.defaultJavaOptions"]
+
+
+OPENBLAS_LAPACK = sorted(Path("/usr/lib").glob("*/openblas-pthread/liblapack.so.3"))
+
+
+def test_openblas_is_told_from_other_libraries_by_loading_them():
+    # Loaded, but not OpenBLAS (the C library every process has), or not there at all.
+    assert not session.openblas_loads(("libc.so.6",))
+    assert not session.openblas_loads(("libfruitlens-none.so.3",))
+    if not OPENBLAS_LAPACK:
+        pytest.skip("Debian's threaded OpenBLAS is not installed (make native-linalg)")
+    assert session.openblas_loads((str(OPENBLAS_LAPACK[0]),))
 
 
 def java(*arguments: str) -> subprocess.CompletedProcess:
@@ -307,7 +333,10 @@ def java_starts(*options: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("input_files", [10, session.SMALL_RUN_BELOW_FILES])
-def test_a_collector_the_user_names_replaces_the_serial_one(input_files: int):
+def test_a_collector_the_user_names_replaces_the_serial_one(
+    monkeypatch: pytest.MonkeyPatch, input_files: int
+):
+    monkeypatch.setattr(session, "openblas_loads", lambda: False)
     mine = "-XX:+UseParallelGC"
     chosen = dataclasses.replace(JARS, spark_conf=[f"spark.driver.extraJavaOptions={mine}"])
     settings = session.spark_settings(chosen, input_files)
