@@ -14,9 +14,9 @@ intrinsic").
 
 from __future__ import annotations
 
-# A command gives C1 only to a run below session.SMALL_RUN_BELOW_FILES (the serial collector to
-# every run); a test's session gets both whatever its input, including the shared session, which
-# is started without one.
+# A command gives C1 only to a run below session.SMALL_RUN_BELOW_FILES or whose BLAS is OpenBLAS
+# (the serial collector to every run); a test's session gets both whatever its input and
+# libraries, including the shared session, which is started without an input.
 from fruitlens.session import SMALL_RUN_JVM
 
 # Added to the job's own options (spark.driver.defaultJavaOptions), never replacing them.
