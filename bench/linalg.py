@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fruitlens.session import NETLIB
 from run_bench import REPO, environment
 
 FEATURES = 512  # VGG16's pooled feature width
@@ -39,7 +40,6 @@ NATIVE = {
     "openblas-serial": ("openblas-serial/libblas.so.3", "openblas-serial/liblapack.so.3"),
     "openblas-pthread": ("openblas-pthread/libblas.so.3", "openblas-pthread/liblapack.so.3"),
 }
-NETLIB = "dev.ludovic.netlib"
 
 
 def java_options(candidate: str) -> str:

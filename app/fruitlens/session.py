@@ -174,7 +174,7 @@ _CHOSEN_GC = re.compile(r"-XX:\+Use\w+GC\b")
 # The libraries netlib (dev.ludovic.netlib, Spark ML's BLAS and LAPACK) loads by these names;
 # a user's own netlib properties in the options point it elsewhere.
 NETLIB_LIBRARIES = ("libblas.so.3", "liblapack.so.3")
-NETLIB_PROPERTY = "-Ddev.ludovic.netlib."
+NETLIB = "dev.ludovic.netlib"  # the prefix of its system properties
 
 
 def openblas_loads(libraries: tuple[str, ...] = NETLIB_LIBRARIES) -> bool:
@@ -193,7 +193,7 @@ def driver_jvm_options(input_files: int | None, user_options: str, openblas: boo
     user's own spark.driver.extraJavaOptions, which come after them and win. `openblas`: the
     JVM's linear algebra will run in OpenBLAS (openblas_loads)."""
     small = input_files is not None and input_files < SMALL_RUN_BELOW_FILES
-    native_numerics = openblas and NETLIB_PROPERTY not in user_options
+    native_numerics = openblas and f"-D{NETLIB}." not in user_options
     chosen = (C1_ONLY,) if small or native_numerics else ()
     if not _CHOSEN_GC.search(user_options):
         chosen += (SERIAL_GC,)
