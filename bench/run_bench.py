@@ -405,7 +405,9 @@ class Bench:
             targets["auto_may_use_bf16"] = {
                 "value": {"bf16_quality_met": quality["met"], "bf16_vs_fp32_featurize": speedup},
                 "target": f"bf16_quality met and bf16 featurizes >= {AUTO_BF16_MIN_SPEEDUP}x fp32",
-                "met": bool(quality["met"] and speedup and speedup >= AUTO_BF16_MIN_SPEEDUP),
+                "met": None
+                if quality["met"] is None
+                else bool(quality["met"] and speedup and speedup >= AUTO_BF16_MIN_SPEEDUP),
             }
         return {**values, "ratios": ratios, "targets": targets}
 
