@@ -160,10 +160,13 @@ SERIAL_GC = "-XX:+UseSerialGC"
 # 10.0-10.1 s, PCA 7.8-7.9 against 5.6-5.7 s), as the Zen 3 had at 2 420 images; with OpenBLAS
 # (`make native-linalg`) it won, 117.0 / 117.6 s against 121.5 / 124.1 s and 20 CPU-s less, the
 # training and PCA no slower, and on the whole shared subset (16 798 images) 359.7 s against
-# 364.9 s. With Debian's reference BLAS and LAPACK, native but unoptimised, the two disagree:
-# the AMX Xeon had found C1 only slower above 2 000 files (against C2 with G1, 2026-12-02), the
-# Xeon without AMX faster (4 800 images, the serial collector on both sides, 112.3 / 114.1 s
-# against 121.8 / 120.8 s): they keep the threshold until the AMX Xeon's pairs are repeated.
+# 364.9 s. An AMD Zen 3, the same pairs (2026-12-05): with OpenBLAS 222.8 / 229.9 s against
+# 236.5 / 237.5 s, PCA and training faster too. With Debian's reference BLAS and LAPACK, native
+# but unoptimised, the machines disagree: the AMX Xeon had found C1 only slower above 2 000
+# files (against C2 with G1, 2026-12-02), the Xeon without AMX and the Zen 3 faster (4 800
+# images, the serial collector on both sides: 112.3 / 114.1 s against 121.8 / 120.8 s, and
+# 235.5 / 245.1 s against 241.4 / 250.4 s): they keep the threshold until the AMX Xeon's pairs
+# are repeated.
 # C1 alone would shrink the code cache to 48 MiB, which Spark's generated code outgrows: the
 # tiered 240 MiB is kept.
 SMALL_RUN_BELOW_FILES = 2000
