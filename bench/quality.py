@@ -40,7 +40,9 @@ def top_lead(top: Any) -> float:
 def verdict(checks: dict[str, dict[str, Any]], other_images: dict[str, int] | None) -> bool | None:
     """Every check met; None where the compared run featurized no image in bf16. A CPU
     without bf16 falls back to fp32, and a pass would then say nothing about bf16."""
-    if not (other_images or {}).get("bf16"):
+    from fruitlens.pipeline.featurize import BF16  # run.json's name for it
+
+    if not (other_images or {}).get(BF16):
         return None
     return all(check["met"] for check in checks.values())
 
