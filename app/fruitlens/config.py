@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 from urllib.parse import urlparse
 
 from fruitlens import paths, redact
@@ -162,14 +162,11 @@ class Config:
         FEATURIZING_COMMANDS,
         minimum=32,  # VGG16 pools five times
     )
-    # 64: in the featurize stage, tasks 3 % (float32) and 9 % (bf16) shorter than at 32 on the
-    # AMX Xeon, and the bare Keras loop's best of 16/32/64 in most bench runs (bench/README.md,
-    # "Profile and tuning"). A float32 worker then holds ~1.2 GB at 100 px (1.0 GB at 32), 3.1 GB
-    # at 224 px: the chart's executor memoryOverhead is sized for two at 100 px.
-    batch_size: int = setting(
-        64,
-        "Images per VGG16 forward pass inside a Spark task; fewer need less memory per Python "
-        "worker. Example: --batch-size 16",
+    batch_size: int | Literal["auto"] = setting(
+        "auto",
+        "Images per VGG16 forward pass inside a Spark task: 'auto' (each worker chooses from its "
+        "own CPU: 64 with AVX-512, 16 without, the faster on each in the benchmark), or a "
+        "number; fewer need less memory per Python worker. Example: --batch-size 16",
         FEATURIZING_COMMANDS,
         minimum=1,
         maximum=4096,
@@ -592,9 +589,18 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument(flag_name(f.name), **kwargs)
 
 
+def words_of(kind: Any) -> tuple[str, ...]:
+    """The words a number setting takes in place of a number (`int | Literal["auto"]`)."""
+    return tuple(
+        word for arg in get_args(kind) if get_origin(arg) is Literal for word in get_args(arg)
+    )
+
+
 def _scalar_type(kind: Any) -> type:
     for candidate in (int, float, str):
         if kind is candidate or kind == (candidate | None):
+            return candidate
+        if words_of(kind) and candidate in get_args(kind):
             return candidate
     raise TypeError(f"no parser for setting type {kind!r}")
 
@@ -620,14 +626,18 @@ def _coerce(name: str, kind: Any, raw: Any) -> Any:
             raise ConfigError(f"{flag}: {raw!r} is not a list of values")
         return [str(part) for part in raw]
     target = _scalar_type(kind)
+    words = words_of(kind)
+    expected = " or ".join([target.__name__, *map(repr, words)])
     if isinstance(raw, (bool, dict, list)):  # a YAML `yes` or a nested block is never a number
-        raise ConfigError(f"{flag}: {raw!r} is not a valid {target.__name__}")
+        raise ConfigError(f"{flag}: {raw!r} is not a valid {expected}")
+    if isinstance(raw, str) and raw.strip() in words:
+        return raw.strip()
     if target is str:
         return str(raw)
     try:
         value = target(str(raw).strip())
     except ValueError as exc:
-        raise ConfigError(f"{flag}: {raw!r} is not a valid {target.__name__}") from exc
+        raise ConfigError(f"{flag}: {raw!r} is not a valid {expected}") from exc
     if target is float and not math.isfinite(value):
         raise ConfigError(f"{flag}: {raw!r} is not a finite number")
     return value

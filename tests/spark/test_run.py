@@ -105,7 +105,12 @@ def test_run_json_has_every_key_and_the_invariant(first_run: Path, mixed_input: 
 
 
 def test_run_json_says_which_precision_each_worker_used_on_which_cpu(first_run: Path, spark):
-    from fruitlens.pipeline.featurize import choose_precision, tensorflow_threads, this_cpu
+    from fruitlens.pipeline.featurize import (
+        choose_batch_size,
+        choose_precision,
+        tensorflow_threads,
+        this_cpu,
+    )
 
     document = json.loads((first_run / "run.json").read_text())
     precision = document["precision"]
@@ -129,6 +134,9 @@ def test_run_json_says_which_precision_each_worker_used_on_which_cpu(first_run: 
         assert worker["tensorflow_threads"] == tensorflow_threads(
             dict(spark.sparkContext.getConf().getAll())
         )
+        # --batch-size auto: the worker's CPU decided it.
+        assert document["config"]["batch_size"] == "auto"
+        assert worker["batch_size"] == choose_batch_size("auto", cpu)
     assert precision["driver_cpu"]["cpu_flags"] == list(cpu.reported_flags)
 
 

@@ -114,6 +114,7 @@ def test_file_values_of_the_wrong_type_are_refused(tmp_path):
         with pytest.raises(config.ConfigError, match=config.flag_name(name)):
             through_file(name, "run", value, tmp_path)
     assert through_file("batch_size", "run", 8, tmp_path).batch_size == 8
+    assert through_file("batch_size", "run", "auto", tmp_path).batch_size == "auto"
 
 
 # --- the --config file itself --------------------------------------------------------------------

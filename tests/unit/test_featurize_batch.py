@@ -5,6 +5,7 @@ the bookkeeping around it (order, batching, which rows reach the network, reason
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 
 import numpy as np
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 
 from fruitlens.pipeline import decode, featurize
-from fruitlens.pipeline.featurize import FeaturizerSpec, WorkerModel, featurize_batch
+from fruitlens.pipeline.featurize import Cpu, FeaturizerSpec, WorkerModel, featurize_batch
 from support.fakes import FEATURE_DIM, pooled_colours, stand_in
 from support.images import bad_inputs, rgb_jpeg
 
@@ -89,6 +90,28 @@ def test_batch_size_does_not_change_the_features(batch_size: int):
     out = featurize_batch(contents, refusals, spec, stand_in)
     for left, right in zip(reference["features"], out["features"], strict=True):
         np.testing.assert_array_equal(left, right)
+
+
+@pytest.mark.parametrize(
+    ("flags", "asked", "expected"),
+    [
+        ({"avx2"}, "auto", 16),  # AVX2 alone (Zen 3, c6a): 16 was the faster there
+        ({"avx2", "avx512f"}, "auto", 64),  # AVX-512 (c6i, c7a, c7i): 64 was
+        ({"avx2", "avx512f", "amx_bf16"}, "auto", 64),
+        ({"avx2", "avx512f"}, 3, 3),  # a number asked is a number used, on any CPU
+        (set(), 40, 40),
+    ],
+)
+def test_each_worker_takes_its_batch_size_from_its_own_cpu(flags, asked, expected):
+    contents = pd.Series([rgb_jpeg((i, 255 - i, 90), size=40) for i in range(70)])
+    forward = Recording()
+    worker = dataclasses.replace(stand_in(forward), cpu=Cpu("test", frozenset(flags)))
+    spec = dataclasses.replace(SPEC, batch_size=asked)
+    out = featurize_batch(contents, pd.Series([None] * 70), spec, lambda: worker)
+    assert [shape[0] for shape in forward.shapes[:-1]] == [expected] * (70 // expected)
+    assert sum(shape[0] for shape in forward.shapes) == 70
+    # run.json's account of each worker says which size it used.
+    assert set(out["batch_size"]) == {str(expected)}
 
 
 def test_a_worker_s_model_is_built_once_and_kept_out_of_the_collector_s_walks(monkeypatch):

@@ -7,7 +7,7 @@ import dataclasses
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -37,8 +37,11 @@ def typed_text(item: dataclasses.Field[Any]) -> st.SearchStrategy[str]:
     if "choices" in meta:
         choices = list(meta["choices"])
         near.append(st.sampled_from(choices + [c.upper() for c in choices] + ["aes256"]))
-    if kind in (int, int | None):
+    if kind in (int, int | None) or int in get_args(kind):
         near.append(st.integers(-(10**12), 10**12).map(str))
+    words = list(config.words_of(kind))
+    if words:
+        near.append(st.sampled_from(words + [w.upper() for w in words] + [f" {w} " for w in words]))
     if kind in (float, float | None):
         near.append(st.floats(allow_nan=True, allow_infinity=True).map(repr))
         near.append(st.floats(-2, 2).map(str))

@@ -48,6 +48,7 @@ WORKER_COLUMNS = (
     "cpu_model",
     "cpu_flags",
     "tensorflow_threads",
+    "batch_size",
 )
 FEATURIZED = StructType(
     [
@@ -103,7 +104,7 @@ class FeaturizerSpec:
     weights_file_name: str  # name under SparkFiles (shipped with addFile)
     weights_sha256: str
     image_size: int
-    batch_size: int
+    batch_size: int | str  # as asked: a number, or auto (each worker chooses from its CPU)
     max_pixels: int
     threads: int
     precision: str = AUTO  # as asked: auto, fp32 or bf16; each worker resolves it
@@ -166,6 +167,25 @@ def choose_precision(
             "features on it yet: fp32 (--precision bf16 forces it)"
         )
     return FP32, "auto: CPU has no bf16 instructions"
+
+
+# `--batch-size auto`: the images per forward pass each worker uses, chosen from its own CPU.
+# 64 where it has AVX-512: the default from 2026-12-02 (featurize tasks 3 % shorter in float32
+# and 9 % in bf16 than at 32 on the AMX Xeon), and the bare loop's best of 16/32/64 in all twelve
+# AVX-512 bench runs since (Intel with and without AMX, AMD Zen 4 and 5). 16 elsewhere: on an AMD
+# EPYC Zen 3 (AVX2 alone) the featurize stage of 4 800 images took 202-204 s at 16 against
+# 209-217 s at 64 in three alternated pairs (bench/README.md, 2026-12-05), and the bare loop put
+# 16 first in four of its five runs there. Other AVX2 CPUs (Zen 2, Intel before Skylake-SP) were
+# not measured.
+BATCH_SIZE_AVX512 = 64
+BATCH_SIZE_OTHER = 16
+
+
+def choose_batch_size(asked: int | str, cpu: Cpu) -> int:
+    """The images per forward pass of a worker on `cpu`: the number asked, or its CPU's (auto)."""
+    if asked != AUTO:
+        return int(asked)
+    return BATCH_SIZE_AVX512 if "avx512f" in cpu.flags else BATCH_SIZE_OTHER
 
 
 @dataclass(frozen=True)
@@ -326,12 +346,14 @@ def featurize_batch(
     made_by: dict[str, list[str | None]] = {name: [None] * len(decoded) for name in WORKER_COLUMNS}
     if good:
         worker = model()
+        batch_size = choose_batch_size(spec.batch_size, worker.cpu)
         pixels = np.stack([decoded[index].pixels for index in good]).astype(np.float32)
-        for start in range(0, len(good), spec.batch_size):
-            outputs = worker.forward(pixels[start : start + spec.batch_size])
+        for start in range(0, len(good), batch_size):
+            outputs = worker.forward(pixels[start : start + batch_size])
             for offset, row in enumerate(outputs):
                 features[good[start + offset]] = row.astype(np.float32)
-        for name, value in worker.columns().items():
+        columns = {**worker.columns(), "batch_size": str(batch_size)}
+        for name, value in columns.items():
             for index in good:
                 made_by[name][index] = value
     return pd.DataFrame(
@@ -567,6 +589,7 @@ def count_outcomes(featurized: DataFrame) -> tuple[dict[str, Any], list[dict[str
             "precision": row["precision"],
             "why": row["precision_reason"],
             "tensorflow_threads": int(row["tensorflow_threads"]),
+            "batch_size": int(row["batch_size"]),
             "images": int(row["count"]),
         }
         for row in rows
