@@ -173,10 +173,10 @@ def choose_precision(
 # 64 where it has AVX-512: the default from 2026-12-02 (featurize tasks 3 % shorter in float32
 # and 9 % in bf16 than at 32 on the AMX Xeon), and the bare loop's best of 16/32/64 in all twelve
 # AVX-512 bench runs since (Intel with and without AMX, AMD Zen 4 and 5). 16 elsewhere: on an AMD
-# EPYC Zen 3 (AVX2 alone) the featurize stage of 4 800 images took 202-204 s at 16 against
-# 209-217 s at 64 in three alternated pairs (bench/README.md, 2026-12-05), and the bare loop put
-# 16 first in four of its five runs there. Other AVX2 CPUs (Zen 2, Intel before Skylake-SP) were
-# not measured.
+# EPYC Zen 3 (AVX2 alone) 16 made the featurize stage of 4 800 images 1.0-8.6 % faster than 64
+# in five alternated pairs, with a 5-11 % smaller peak (bench/README.md, 2026-12-05), and the
+# bare loop put 16 first in five of its six runs on CPUs without AVX-512 (five Zen 3, one Zen 4
+# whose VM hid AVX-512). Other AVX2 CPUs (Zen 2, Intel before Skylake-SP) were not measured.
 BATCH_SIZE_AVX512 = 64
 BATCH_SIZE_OTHER = 16
 
