@@ -367,6 +367,16 @@ class Bench:
             "incremental_rerun_fraction_largest_scale": (
                 self.result(f"fruitlens_{max(self.args.scales)}x_incremental") or {}
             ).get("fraction_of_first_run"),
+            # What `--batch-size auto` gave this CPU's workers, beside the bare loop's best of
+            # 16/32/64: where a CPU family's two differ, measure the stage at both in alternated
+            # runs before changing featurize.choose_batch_size (bench/README.md, "Results").
+            "fruitlens_batch_size_used": sorted(
+                {
+                    worker["batch_size"]
+                    for worker in (first.get("precision") or {}).get("workers", [])
+                }
+            ),
+            "keras_best_batch_size": (self.result("keras") or {}).get("best_batch_size"),
         }
         ratios = {
             "fruitlens_vs_keras": ratio(featurize, keras),
