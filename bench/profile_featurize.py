@@ -32,7 +32,8 @@ def main() -> None:
     parser.add_argument("--weights", default="seeded:0")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--image-size", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=64)
+    # The job's own default: each worker's choice from its CPU (featurize.choose_batch_size).
+    parser.add_argument("--batch-size", default="auto", help="auto or a number")
     parser.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"))
     args = parser.parse_args()
 
@@ -52,7 +53,7 @@ def main() -> None:
         weights_file_name=resolved.local_path.name,
         weights_sha256=resolved.sha256,
         image_size=args.image_size,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size if args.batch_size == featurize.AUTO else int(args.batch_size),
         max_pixels=25_000_000,
         threads=featurize.tensorflow_threads(dict(spark.sparkContext.getConf().getAll())),
         precision=args.precision,
