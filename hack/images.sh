@@ -103,8 +103,23 @@ import_one() {
   mkdir -p "$E2E_CACHE/imported"
   archive=$(mktemp -p "$E2E_CACHE" import.XXXXXX.tar)
   log "importing $image into containerd"
-  podman save --format docker-archive -o "$archive" "$image"
-  ctr_ images import "$archive" >/dev/null
+  podman save --format docker-archive -o "$archive" "$image" || {
+    rm -f "$archive"
+    die "podman could not save $image"
+  }
+  # containerd's garbage collector can delete a snapshot that an unpack is about to build on,
+  # when the import replaces an image that shares lower layers with it ("failed to prepare
+  # extraction snapshot ... parent snapshot ... does not exist", containerd/containerd#10835,
+  # seen here at 2026-12-05 06:15). The content is stored by then: importing again unpacks it.
+  local try
+  for try in 1 2 3; do
+    ctr_ images import "$archive" >/dev/null && break
+    if ((try == 3)); then
+      rm -f "$archive" # gigabytes in the cache otherwise
+      die "containerd could not import $image (3 tries; containerd.log in $E2E_LOGS)"
+    fi
+    log "importing $image failed (try $try of 3); importing again"
+  done
   rm -f "$archive"
   ctr_ images ls -q | grep -xF "$image" >/dev/null || die "containerd does not list $image after import"
   echo "$id" >"$stamp"
