@@ -31,33 +31,27 @@ def main() -> None:
     parser.add_argument("--input", required=True)
     parser.add_argument("--weights", default="seeded:0")
     parser.add_argument("--master", default="local[2]")
-    parser.add_argument("--image-size", type=int, default=100)
+    # Text, parsed and checked by the job's configuration below; no size: the images' own.
+    parser.add_argument("--image-size")
     # The job's own default: each worker's choice from its CPU (featurize.choose_batch_size).
     parser.add_argument("--batch-size", default="auto", help="auto or a number")
-    parser.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--precision", default="fp32", help="auto, fp32 or bf16")
     args = parser.parse_args()
 
     from pyspark.sql import functions as F
 
     from fruitlens import session, weights
-    from fruitlens.config import Config
+    from fruitlens.config import build_config
     from fruitlens.pipeline import featurize, images
 
-    config = Config(input=args.input, master=args.master, weights=args.weights)
-    resolved = weights.resolve(args.weights, None)
+    # The job's own parsing and checks of these settings (environment and files left out).
+    config = build_config("run", vars(args), environ={})
+    resolved = weights.resolve(config.weights, None)
     spark = session.start_session(config, "fruitlens-profile")
-    files = images.read_binary_files(spark, args.input)
-    named = images.with_names(files, images.qualified_root(spark, args.input))
-    spark.sparkContext.addFile(str(resolved.local_path))
-    spec = featurize.FeaturizerSpec(
-        weights_file_name=resolved.local_path.name,
-        weights_sha256=resolved.sha256,
-        image_size=args.image_size,
-        batch_size=args.batch_size if args.batch_size == featurize.AUTO else int(args.batch_size),
-        max_pixels=25_000_000,
-        threads=featurize.tensorflow_threads(dict(spark.sparkContext.getConf().getAll())),
-        precision=args.precision,
-    )
+    files = images.read_binary_files(spark, str(config.input))
+    named = images.with_names(files, images.qualified_root(spark, str(config.input)))
+    image_size = config.image_size or featurize.native_size(files)
+    spec = featurize.shipped_spec(spark, config, resolved, image_size)
     partitions = named.rdd.getNumPartitions()
     listed = named.count()
 

@@ -457,6 +457,23 @@ def native_size(files: DataFrame) -> int:
     return sizes.most_common(1)[0][0] if sizes else 100
 
 
+def shipped_spec(
+    spark: SparkSession, config: Config, resolved: weights.ResolvedWeights, image_size: int
+) -> FeaturizerSpec:
+    """What every worker needs to featurize as `config` says; the weights file is shipped to
+    them (SparkFiles) here."""
+    spark.sparkContext.addFile(str(resolved.local_path))
+    return FeaturizerSpec(
+        weights_file_name=resolved.local_path.name,
+        weights_sha256=resolved.sha256,
+        image_size=image_size,
+        batch_size=config.batch_size,
+        max_pixels=config.max_pixels,
+        threads=tensorflow_threads(dict(spark.sparkContext.getConf().getAll())),
+        precision=config.precision,
+    )
+
+
 def featurize_input(
     spark: SparkSession,
     config: Config,
@@ -477,15 +494,8 @@ def featurize_input(
     readable = images.within_size_limit(files, config.max_file_bytes)
     root = images.qualified_root(spark, str(config.input))
     named = images.with_names(readable, root)
-    spark.sparkContext.addFile(str(resolved.local_path))
-    spec = FeaturizerSpec(
-        weights_file_name=resolved.local_path.name,
-        weights_sha256=resolved.sha256,
-        image_size=image_size or config.image_size or native_size(readable),
-        batch_size=config.batch_size,
-        max_pixels=config.max_pixels,
-        threads=tensorflow_threads(dict(spark.sparkContext.getConf().getAll())),
-        precision=config.precision,
+    spec = shipped_spec(
+        spark, config, resolved, image_size or config.image_size or native_size(readable)
     )
     if stored is None:
         computed = featurize_images(named, spec, require_label, counter)
