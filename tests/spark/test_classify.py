@@ -156,11 +156,15 @@ def test_predict_round_trip_through_s3(
 
 
 def test_predict_refuses_features_from_other_weights(
-    s3_server: S3Server, bucket: str, s3_model: str, tmp_path: Path
+    s3_server: S3Server, s3_model: str, labelled: Path, tmp_path: Path
 ):
+    incoming = tmp_path / "incoming"  # its own input: the test runs alone or in any order
+    incoming.mkdir()
+    shutil.copy(next((labelled / "Test").rglob("*.jpg")), incoming / "photo.jpg")
+
     def predict(*flags: str):
         return invoke(
-            "predict", "--model", s3_model, "--input", f"s3a://{bucket}/incoming",
+            "predict", "--model", s3_model, "--input", str(incoming),
             "--output", str(tmp_path / "p"), *flags,
             env={"FRUITLENS_S3_ENDPOINT": s3_server.endpoint},
         )  # fmt: skip

@@ -57,8 +57,10 @@ def test_paths_are_kept_without_pseudonymize_and_metadata_never(local_run):
         assert holders(objects, marker) == [], marker
 
 
-def test_erase_by_local_path(local_run):
-    out, gps, env = local_run
+def test_erase_by_local_path(local_run, tmp_path: Path):
+    run_output, gps, env = local_run
+    out = tmp_path / "out"  # a copy to erase from: the module's run stays as it was written
+    shutil.copytree(run_output, out)
     before = {name: len(parquet_rows(local_objects(out), name)) for name in ("features", "pca")}
     assert "fingerprint" in json.loads((out / "run.json").read_text())
     result = invoke("erase", "--output", str(out), "--path", str(gps), *SPARK_FLAGS, env=env)
