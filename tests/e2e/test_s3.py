@@ -4,7 +4,8 @@
 The run reads its images and its weights file over s3a and is pseudonymized, with a GPS-tagged
 photo, a non-image and distinctive fake credentials: its outputs come back through boto3, its
 datasets carry the magic committer's manifest, and every object is searched byte for byte. Then
-`erase` removes three images from it, and a second identical `erase` must change nothing.
+`erase` removes three images from a copy of it, and a second identical `erase` must change
+nothing: the run's own outputs stay as written, whatever order the tests run in.
 
 Set FRUITLENS_TEST_S3_BUCKET (plus the usual AWS_* credentials and FRUITLENS_REGION) to run a
 round trip against real AWS S3; it is skipped otherwise.
@@ -16,7 +17,7 @@ import hashlib
 import json
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,7 @@ from support.s3 import S3Server
 pytestmark = [pytest.mark.s3, pytest.mark.spark, pytest.mark.slow]
 
 RUN_PREFIX = "runs/r1"
+ERASED_PREFIX = "runs/r1-erased"
 WEIGHTS_KEY = "weights/vgg16.weights.h5"
 NOT_AN_IMAGE = b"a shopping list, not a photo\n"
 
@@ -50,22 +52,35 @@ class S3Run:
     gps_class: str
     result: CliResult
     server: S3Server
+    prefix: str = RUN_PREFIX
 
     @property
     def output(self) -> str:
-        return f"s3a://{self.bucket}/{RUN_PREFIX}"
+        return f"s3a://{self.bucket}/{self.prefix}"
 
     def objects(self) -> list[OutputObject]:
-        return s3_objects(self.server.client(), self.bucket, RUN_PREFIX)
+        return s3_objects(self.server.client(), self.bucket, self.prefix)
 
     def run_json(self) -> dict:
-        body = self.server.client().get_object(Bucket=self.bucket, Key=f"{RUN_PREFIX}/run.json")
+        body = self.server.client().get_object(Bucket=self.bucket, Key=f"{self.prefix}/run.json")
         return json.loads(body["Body"].read())
 
     def dataset(self, name: str):
         # run.json names its datasets relative to the run.
-        prefix = f"{RUN_PREFIX}/{self.run_json()['outputs'][name]}"
+        prefix = f"{self.prefix}/{self.run_json()['outputs'][name]}"
         return parquet_rows(self.objects(), prefix)
+
+    def copied_to(self, prefix: str) -> S3Run:
+        """The same run under `prefix`, copied object by object (encrypted as the job does)."""
+        client = self.server.client()
+        for obj in self.objects():
+            client.copy_object(
+                Bucket=self.bucket,
+                Key=prefix + obj.key.removeprefix(self.prefix),
+                CopySource={"Bucket": self.bucket, "Key": obj.key},
+                ServerSideEncryption="AES256",
+            )
+        return replace(self, prefix=prefix)
 
     def env(self) -> dict[str, str]:
         return {"FRUITLENS_S3_ENDPOINT": self.server.endpoint, **FAKE_CREDENTIALS}
@@ -197,6 +212,7 @@ def test_non_empty_output_prefix_is_refused(s3_run: S3Run):
 # --- erasure -----------------------------------------------------------------------------------
 @dataclass
 class Erasure:
+    run: S3Run  # the copy erased from
     ids: set[str]
     test_id: str
     before: dict[str, int]
@@ -223,33 +239,35 @@ def erase_args(s3_run: S3Run, test_id: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def erasure(s3_run: S3Run) -> Erasure:
-    predictions = s3_run.dataset("predictions")
+    erased = s3_run.copied_to(ERASED_PREFIX)
+    predictions = erased.dataset("predictions")
     test_id = sorted(predictions["image_id"])[0]  # a Test image: in predictions, not training
     ids = {
         hashlib.sha256(gps_exif_jpeg()).hexdigest(),
         test_id,
         hashlib.sha256(NOT_AN_IMAGE).hexdigest(),
     }
-    before = {name: len(s3_run.dataset(name)) for name in ("features", "pca", "rejected")}
+    before = {name: len(erased.dataset(name)) for name in ("features", "pca", "rejected")}
     before["predictions"] = len(predictions)
-    before["processed"] = s3_run.run_json()["images"]["processed"]
-    client = s3_run.server.client()
-    raw = client.list_objects_v2(Bucket=s3_run.bucket, Prefix="raw/")["Contents"]
+    before["processed"] = erased.run_json()["images"]["processed"]
+    client = erased.server.client()
+    raw = client.list_objects_v2(Bucket=erased.bucket, Prefix="raw/")["Contents"]
     source_keys = [
         item["Key"]
         for item in raw
         if hashlib.sha256(
-            client.get_object(Bucket=s3_run.bucket, Key=item["Key"])["Body"].read()
+            client.get_object(Bucket=erased.bucket, Key=item["Key"])["Body"].read()
         ).hexdigest()
         in ids
     ]
     assert len(source_keys) == 3
-    result = run_cli(*erase_args(s3_run, test_id), env=s3_run.env())
+    result = run_cli(*erase_args(erased, test_id), env=erased.env())
     assert result.code == 0, result.stderr[-4000:]
-    return Erasure(ids, test_id, before, json.loads(result.stdout), result, source_keys)
+    return Erasure(erased, ids, test_id, before, json.loads(result.stdout), result, source_keys)
 
 
-def test_erase_removes_exactly_the_erased_rows(s3_run: S3Run, erasure: Erasure):
+def test_erase_removes_exactly_the_erased_rows(erasure: Erasure):
+    erased = erasure.run
     rows = erasure.report["rows_erased"]
     assert rows == {
         "features": 2,
@@ -260,23 +278,22 @@ def test_erase_removes_exactly_the_erased_rows(s3_run: S3Run, erasure: Erasure):
     }
     assert set(erasure.report["image_ids"]) == erasure.ids
     for name in ("features", "pca", "rejected", "predictions"):
-        after = s3_run.dataset(name)
+        after = erased.dataset(name)
         assert len(after) == erasure.before[name] - rows[name], name
         assert not set(after.get("image_id", [])) & erasure.ids, name
-    document = s3_run.run_json()
+    document = erased.run_json()
     assert document["outputs"]["features"] == "features@2"
     assert document["images"]["processed"] == erasure.before["processed"] - 2
     assert document["images"]["rejected_by_reason"] == {}
-    keys = [obj.key for obj in s3_run.objects()]
-    assert not any(key.startswith(f"{RUN_PREFIX}/features/") for key in keys)  # old version gone
-    csv_lines = next(o for o in s3_run.objects() if o.key.endswith(".csv")).text.splitlines()
+    keys = [obj.key for obj in erased.objects()]
+    assert not any(key.startswith(f"{erased.prefix}/features/") for key in keys)  # old version gone
+    csv_lines = next(o for o in erased.objects() if o.key.endswith(".csv")).text.splitlines()
     assert len(csv_lines) - 1 == erasure.before["pca"] - 2
 
 
-def test_erased_ids_remain_only_in_the_log_and_the_models_training_list(
-    s3_run: S3Run, erasure: Erasure
-):
-    objects = s3_run.objects()
+def test_erased_ids_remain_only_in_the_log_and_the_models_training_list(erasure: Erasure):
+    erased = erasure.run
+    objects = erased.objects()
     for image_id in erasure.ids:
         for key in holders(objects, image_id):
             assert key.endswith("erasure-log.jsonl") or "/training_image_ids/" in key, key
@@ -285,39 +302,41 @@ def test_erased_ids_remain_only_in_the_log_and_the_models_training_list(
     assert model["erased_images_in_training"] == 1  # gps.jpg was a Training image
 
 
-def test_erase_deletes_the_sources_and_logs_who_without_paths(s3_run: S3Run, erasure: Erasure):
-    client = s3_run.server.client()
+def test_erase_deletes_the_sources_and_logs_who_without_paths(erasure: Erasure):
+    erased = erasure.run
+    client = erased.server.client()
     left = {
         item["Key"]
-        for item in client.list_objects_v2(Bucket=s3_run.bucket, Prefix="raw/")["Contents"]
+        for item in client.list_objects_v2(Bucket=erased.bucket, Prefix="raw/")["Contents"]
     }
     assert erasure.report["sources_deleted"] == 3
     assert not left & set(erasure.source_keys) and len(left) > 10
-    log = client.get_object(Bucket=s3_run.bucket, Key=f"{RUN_PREFIX}/erasure-log.jsonl")
+    log = client.get_object(Bucket=erased.bucket, Key=f"{erased.prefix}/erasure-log.jsonl")
     entry = json.loads(log["Body"].read().decode().splitlines()[0])
     assert entry["who"]["os_user"] and set(entry["image_ids"]) == erasure.ids
     assert "raw/" not in json.dumps(entry) and "gps.jpg" not in json.dumps(entry)
-    assert_no_credentials(erasure.result, s3_run.objects())
-    for obj in s3_run.objects():
-        head = client.head_object(Bucket=s3_run.bucket, Key=obj.key)
+    assert_no_credentials(erasure.result, erased.objects())
+    for obj in erased.objects():
+        head = client.head_object(Bucket=erased.bucket, Key=obj.key)
         assert head.get("ServerSideEncryption") == "AES256", obj.key
 
 
-def test_erasing_the_same_images_again_is_a_no_op(s3_run: S3Run, erasure: Erasure):
-    client = s3_run.server.client()
+def test_erasing_the_same_images_again_is_a_no_op(erasure: Erasure):
+    erased = erasure.run
+    client = erased.server.client()
 
     def state() -> dict[str, str]:
-        listing = client.list_objects_v2(Bucket=s3_run.bucket)["Contents"]
+        listing = client.list_objects_v2(Bucket=erased.bucket)["Contents"]
         return {item["Key"]: item["ETag"] for item in listing if "erasure-log" not in item["Key"]}
 
     before = state()
-    result = run_cli(*erase_args(s3_run, erasure.test_id), env=s3_run.env())
+    result = run_cli(*erase_args(erased, erasure.test_id), env=erased.env())
     assert result.code == 0, result.stderr[-4000:]
     report = json.loads(result.stdout)
     assert set(report["rows_erased"].values()) == {0} and report["no_op"] is True
     assert report["sources_deleted"] == 0
     assert state() == before
-    log = client.get_object(Bucket=s3_run.bucket, Key=f"{RUN_PREFIX}/erasure-log.jsonl")
+    log = client.get_object(Bucket=erased.bucket, Key=f"{erased.prefix}/erasure-log.jsonl")
     assert len(log["Body"].read().decode().splitlines()) == 2
 
 
