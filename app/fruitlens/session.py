@@ -68,6 +68,7 @@ TUNING = {
     # splits into at least defaultParallelism partitions.
     "spark.sql.files.openCostInBytes": str(1 << 20),
     # An Arrow batch of 10k decoded images would be hundreds of MB; 256 keeps it bounded.
+    # Sessions that featurize send smaller ones (featurize.arrow_batch_rows).
     "spark.sql.execution.arrow.maxRecordsPerBatch": "256",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.python.worker.reuse": "true",
@@ -229,6 +230,13 @@ def spark_settings(
         # the workers are forked from (python_daemon.py). A session that only trains or scores
         # stored features would pay that import for nothing.
         settings[f"spark.executorEnv.{python_daemon.PRELOAD_TENSORFLOW}"] = "1"
+        # Here, not at the top: pipeline modules import pandas and NumPy, 0.5 s that every
+        # command would pay before it can refuse its flags.
+        from fruitlens.pipeline import featurize
+
+        settings["spark.sql.execution.arrow.maxRecordsPerBatch"] = str(
+            featurize.arrow_batch_rows(config.batch_size)
+        )
     if not launched_by_spark_submit():
         # The JVM starts with fruitlens's log4j2 file (no banner, no WARN lines by default) and
         # maps the recorded class archive when there is one (2 s less start-up). Spark's slot for

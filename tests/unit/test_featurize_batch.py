@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fruitlens import paths, session
+from fruitlens.config import Config
 from fruitlens.pipeline import decode, featurize
 from fruitlens.pipeline.featurize import Cpu, FeaturizerSpec, WorkerModel, featurize_batch
 from support.fakes import FEATURE_DIM, pooled_colours, stand_in
@@ -112,6 +114,18 @@ def test_each_worker_takes_its_batch_size_from_its_own_cpu(flags, asked, expecte
     assert sum(shape[0] for shape in forward.shapes) == 70
     # run.json's account of each worker says which size it used.
     assert set(out["batch_size"]) == {str(expected)}
+
+
+@pytest.mark.parametrize(("asked", "rows"), [("auto", 64), (16, 64), (64, 64), (200, 200)])
+def test_an_arrow_batch_holds_any_forward_pass_a_worker_may_choose(asked, rows):
+    assert featurize.arrow_batch_rows(asked) == rows
+    for flags in ({"avx2"}, {"avx2", "avx512f"}):
+        assert featurize.choose_batch_size(asked, Cpu("test", frozenset(flags))) <= rows
+    # Featurizing sessions send batches that small; the JVM reads the next while one runs.
+    config = Config(jars_dir=str(paths.cache_dir() / "jars"), batch_size=asked)
+    setting = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    assert session.spark_settings(config, featurizes=True)[setting] == str(rows)
+    assert session.spark_settings(config)[setting] == "256"  # train, evaluate: no images
 
 
 def test_a_worker_s_model_is_built_once_and_kept_out_of_the_collector_s_walks(monkeypatch):

@@ -188,6 +188,19 @@ def choose_batch_size(asked: int | str, cpu: Cpu) -> int:
     return BATCH_SIZE_AVX512 if "avx512f" in cpu.flags else BATCH_SIZE_OTHER
 
 
+def arrow_batch_rows(asked: int | str) -> int:
+    """Files per Arrow batch sent to a featurize worker: the largest forward pass any worker
+    may choose, so that no pass is cut short.
+
+    Not a whole task's files: the JVM reads and hashes the next batch's files while the worker
+    runs the network on this one. With one batch per task (~128 files) the worker waited for
+    all of them to be read first: over S3, a HEAD, a HEAD and a GET per file through s3a,
+    4 of every 21 seconds of a 128-file task at 20 ms a request (bench/README.md, "S3's latency
+    per request").
+    """
+    return BATCH_SIZE_AVX512 if asked == AUTO else max(BATCH_SIZE_AVX512, int(asked))
+
+
 @dataclass(frozen=True)
 class WorkerModel:
     """A worker's compiled network and the facts its rows carry into run.json."""
