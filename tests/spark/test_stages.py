@@ -17,8 +17,10 @@ from pyspark.ml.linalg import Vectors
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from fruitlens.commands.preflight import InputListing, list_input
 from fruitlens.config import Config
 from fruitlens.outputs import names
+from fruitlens.outputs.storage import Storage
 from fruitlens.pipeline import classify, evaluate, featurize, images, plots, reduce
 from support.fakes import FEATURE_DIM, pooled_model_for
 from support.images import bad_inputs, rgb_jpeg, write_tree
@@ -73,7 +75,7 @@ def test_with_names_labels_splits_and_content_ids(spark: SparkSession, odd_tree:
     _, named = named_files(spark, odd_tree)
     by_path = {row["rel_path"]: row for row in named.collect()}
     expected = bad_inputs()
-    # Spark's scan skips the 0-byte file; unscanned_files accounts for it (next test).
+    # Spark's scan skips the 0-byte file; the listing's Unread accounts for it (next test).
     assert set(by_path) == set(expected) - {"Odd Cases/empty.jpg"}
     accented = by_path["Pépino à l'été 2/d'angle «1».jpg"]
     assert accented["label"] == "Pépino à l'été 2" and accented["split"] is None
@@ -88,25 +90,43 @@ def test_training_and_test_folders_are_the_split(spark: SparkSession, fruits: Pa
     assert splits == {(s, label) for s in ("Training", "Test") for label in COLOURS}
 
 
-def test_unscanned_empty_files_become_rejections(spark: SparkSession, odd_tree: Path):
-    files = images.read_binary_files(spark, str(odd_tree))
-    rows = images.unscanned_files(spark, files).collect()
-    assert [row["path"].rsplit("/", 1)[-1] for row in rows] == ["empty.jpg"]
-    assert rows[0]["reason"] == "empty_file"
-    assert rows[0]["image_id"] == hashlib.sha256(b"").hexdigest()
+def listing_of(root: Path, **settings) -> InputListing:
+    config = Config(input=str(root), **settings)
+    return list_input(config, Storage(config))
+
+
+def test_empty_and_oversized_files_become_rejections_from_the_listing(
+    spark: SparkSession, odd_tree: Path
+):
+    sizes = {path.name: path.stat().st_size for path in odd_tree.rglob("*") if path.is_file()}
+    limit = sorted(set(sizes.values()))[-2]  # the largest file alone is over it
+    largest = max(sizes, key=sizes.__getitem__)
+    rows = images.unread_files(spark, listing_of(odd_tree, max_file_bytes=limit).unread, limit)
+    by_name = {row["path"].rsplit("/", 1)[-1]: row for row in rows.collect()}
+    assert set(by_name) == {"empty.jpg", largest}
+    assert by_name["empty.jpg"]["reason"] == "empty_file"
+    assert by_name["empty.jpg"]["image_id"] == hashlib.sha256(b"").hexdigest()
+    too_large = by_name[largest]
+    assert too_large["reason"] == "file_too_large"
+    assert too_large["detail"] == f"{sizes[largest]} bytes exceeds max_file_bytes={limit}"
+    # In the scan's own form: the path it would have written, hashed for the id.
+    assert too_large["image_id"] == hashlib.sha256(too_large["path"].encode()).hexdigest()
+    scanned = images.read_binary_files(spark, str(odd_tree)).select("path").collect()
+    assert too_large["path"] in {row["path"] for row in scanned}
 
 
 def test_listed_inputs_digest_follows_content_and_pseudonymize(spark: SparkSession, tmp_path):
     root = fruit_tree(tmp_path / "in", {"Training": 2})
     plain = Config(input=str(root))
     hidden = Config(input=str(root), pseudonymize=True)
-    listed = images.listed_inputs(spark, hidden)
+    unread = listing_of(root).unread
+    listed = images.listed_inputs(spark, hidden, unread)
     assert all(row["path"] == row["image_id"] for row in listed.collect())
-    before = images.inputs_digest(images.listed_inputs(spark, plain))
+    before = images.inputs_digest(images.listed_inputs(spark, plain, unread))
     assert before != images.inputs_digest(listed)
-    assert before == images.inputs_digest(images.listed_inputs(spark, plain))  # stable
+    assert before == images.inputs_digest(images.listed_inputs(spark, plain, unread))  # stable
     (root / "Training" / "Lime" / "0.jpg").write_bytes(rgb_jpeg((1, 2, 3)))
-    assert before != images.inputs_digest(images.listed_inputs(spark, plain))
+    assert before != images.inputs_digest(images.listed_inputs(spark, plain, unread))
 
 
 def test_paths_with_ids_finds_the_sources_of_content_ids(spark: SparkSession, fruits: Path):
@@ -134,9 +154,10 @@ def test_featurize_images_gives_features_or_the_expected_reason(
 
 
 def test_counts_split_rows_into_processed_and_rejected(spark: SparkSession, odd_tree: Path):
-    files, named = named_files(spark, odd_tree)
+    _, named = named_files(spark, odd_tree)
     out = featurize.featurize_images(named, SPEC, model_for=pooled_model_for)
-    every = out.unionByName(images.unscanned_files(spark, files), allowMissingColumns=True)
+    unread = images.unread_files(spark, listing_of(odd_tree).unread, Config().max_file_bytes)
+    every = out.unionByName(unread, allowMissingColumns=True)
     counts, workers = featurize.count_outcomes(every)
     expected = [reason for _, reason in bad_inputs().values()]
     # Who featurized what: the one worker's facts, once, for every processed image.

@@ -13,7 +13,9 @@ import pytest
 from pyspark.sql import SparkSession
 
 from fruitlens import weights
+from fruitlens.commands.preflight import list_input
 from fruitlens.config import Config
+from fruitlens.outputs.storage import Storage
 from fruitlens.pipeline import decode, featurize
 from fruitlens.pipeline.featurize import BF16, FP32, this_cpu
 from support.images import rgb_jpeg
@@ -35,7 +37,8 @@ def test_seeded_vgg16_from_a_file_in_spark_matches_the_model_run_in_the_driver(
     # against float32 is the next test's comparison.
     config = Config(input=str(tmp_path / "in"), weights=str(seeded_weights_file), precision="fp32")
 
-    result = featurize.featurize_and_count(spark, config, resolved)
+    listing = list_input(config, Storage(config))
+    result = featurize.featurize_and_count(spark, config, resolved, listing.unread)
 
     assert result.counts == {"listed": 3, "processed": 3, "rejected": 0, "rejected_by_reason": {}}
     assert result.spec.image_size == 64  # the images' own size

@@ -46,7 +46,7 @@ def predict_command(config: Config) -> dict[str, Any]:
     model, _ = classify.load(str(config.model), storage)
     with report.stage("featurize"), session.job_description(spark, "featurize"):
         result = featurize.featurize_and_count(
-            spark, config, resolved, card.image_size, require_label=False
+            spark, config, resolved, listing.unread, card.image_size, require_label=False
         )
     report.record_featurization(result)
     report.sections["listing"] = listing.describe_hidden()

@@ -53,6 +53,7 @@ class InputListing:
     hidden: int = 0
     classes: dict[str | None, set[str]] = field(default_factory=dict)  # split -> class names
     labelled: Counter[str | None] = field(default_factory=Counter)  # split -> files with a class
+    unread: images.Unread = field(default_factory=images.Unread)  # empty or over the size limit
 
     def describe_hidden(self) -> dict[str, Any]:
         """run.json's `listing`: what Spark's listing leaves out, outside the image counts."""
@@ -65,11 +66,12 @@ class InputListing:
 
 def list_input(config: Config, storage: Storage) -> InputListing:
     listing = InputListing()
-    for _, relative in storage.list_files(str(config.input)):
+    for uri, relative, size in storage.list_files(str(config.input)):
         if paths.is_hidden(relative):
             listing.hidden += 1
             continue
         listing.files += 1
+        listing.unread.note(uri, size, config.max_file_bytes)
         label, split, refusal = images.class_rule(relative)
         if refusal is None:
             listing.classes.setdefault(split, set()).add(str(label))

@@ -48,12 +48,14 @@ def run_command(config: Config) -> dict[str, Any]:
     # A committed run without a pca section stopped short (too few images): never kept.
     if config.incremental and previous.get("fingerprint") and "pca" in previous:
         with report.stage("fingerprint"):
-            listed = images.inputs_digest(images.listed_inputs(spark, config))
+            listed = images.inputs_digest(images.listed_inputs(spark, config, listing.unread))
         if run_fingerprint(config, listed, resolved) == previous["fingerprint"]:
             return keep_committed_run(previous, report, commit)
     stored, stored_size = featurize.stored_features(spark, config, previous, resolved)
     with report.stage("featurize"), session.job_description(spark, "featurize"):
-        result = featurize.featurize_and_count(spark, config, resolved, stored_size, stored=stored)
+        result = featurize.featurize_and_count(
+            spark, config, resolved, listing.unread, stored_size, stored=stored
+        )
     report.record_featurization(result)
     report.sections["listing"] = listing.describe_hidden()
     report.sections["fingerprint"] = run_fingerprint(config, result.inputs_sha256, resolved)

@@ -40,7 +40,7 @@ def sanitize_command(config: Config) -> dict[str, Any]:
     totals: Counter[str] = Counter()
     written: set[str] = set()
     with report.stage("sanitize"):
-        for uri, relative in storage.list_files(config.input):
+        for uri, relative, _ in storage.list_files(config.input):
             totals["listed"] += 1
             if paths.is_hidden(relative):
                 totals["skipped_hidden"] += 1

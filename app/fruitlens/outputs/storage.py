@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 from fruitlens import checksum, paths
@@ -78,6 +78,12 @@ def s3_errors(uri: str, endpoint: str | None) -> Iterator[None]:
         raise StorageError(f"{uri}: S3 endpoint {where} cannot be reached") from exc
     except NoCredentialsError as exc:
         raise StorageError(f"{uri}: no AWS credentials found (environment, profile, IRSA)") from exc
+
+
+class ListedFile(NamedTuple):
+    uri: str  # a local path or an s3a:// URI
+    relative: str  # to the folder/prefix listed, with "/" separators
+    size: int  # bytes
 
 
 class Storage:
@@ -150,13 +156,18 @@ class Storage:
 
     def list_keys(self, uri: str, limit: int | None = None) -> Iterator[str]:
         """Keys (as s3a:// URIs) under a prefix; used for checks and deletes, never to read data."""
+        for key_uri, _ in self._list_objects(uri, limit):
+            yield key_uri
+
+    def _list_objects(self, uri: str, limit: int | None = None) -> Iterator[tuple[str, int]]:
+        """(s3a:// URI, size in bytes) of each object under a prefix, as S3's LIST gives them."""
         location = S3Location.parse(uri)
         paginator = self.s3.get_paginator("list_objects_v2")
         seen = 0
         with s3_errors(uri, self.config.s3_endpoint):
             for page in paginator.paginate(Bucket=location.bucket, Prefix=location.prefix):
                 for item in page.get("Contents", []):
-                    yield f"s3a://{location.bucket}/{item['Key']}"
+                    yield f"s3a://{location.bucket}/{item['Key']}", int(item["Size"])
                     seen += 1
                     if limit is not None and seen >= limit:
                         return
@@ -181,22 +192,24 @@ class Storage:
                 names.add(item["Key"][len(location.prefix) :])
         return sorted(name for name in names if name)
 
-    def list_files(self, uri: str) -> Iterator[tuple[str, str]]:
-        """(uri, path relative to `uri`) for every object under a folder/prefix, sorted."""
+    def list_files(self, uri: str) -> Iterator[ListedFile]:
+        """Every object under a folder/prefix, sorted, with its size from the listing itself
+        (S3's LIST returns it; locally a stat): no request per object."""
         if paths.is_s3(uri):
             root = S3Location.parse(uri)
-            for key_uri in self.list_keys(uri):
+            for key_uri, size in self._list_objects(uri):
                 key = S3Location.parse(key_uri).key
                 relative = key[len(root.prefix) :]
                 if relative and not key.endswith("/"):
-                    yield key_uri, relative
+                    yield ListedFile(key_uri, relative, size)
             return
         base = local_path(uri)
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames.sort()
             for name in sorted(filenames):
                 full = os.path.join(dirpath, name)
-                yield full, os.path.relpath(full, base).replace(os.sep, "/")
+                relative = os.path.relpath(full, base).replace(os.sep, "/")
+                yield ListedFile(full, relative, os.path.getsize(full))
 
     def sha256(self, uri: str) -> str | None:
         """SHA-256 of an object's bytes (an image's content id); None if it is gone or a folder."""

@@ -426,7 +426,7 @@ def model_digest(model_folder: str, storage: Storage) -> str:
     """SHA-256 over the sorted (relative path, SHA-256) of every file of a saved Spark model."""
     lines = sorted(
         f"{relative}\t{checksum.sha256(storage.read_bytes(uri))}"
-        for uri, relative in storage.list_files(model_folder)
+        for uri, relative, _ in storage.list_files(model_folder)
     )
     return checksum.sha256("\n".join(lines).encode("utf-8"))
 

@@ -491,13 +491,15 @@ def featurize_input(
     spark: SparkSession,
     config: Config,
     resolved: weights.ResolvedWeights,
+    unread: images.Unread,
     image_size: int | None,
     require_label: bool,
     stored: DataFrame | None = None,
     counter: Accumulator[int] | None = None,
 ) -> tuple[DataFrame, FeaturizerSpec, int]:
     """Read, name and featurize every file under --input (cached for reuse), and how many files
-    the listing holds (known before any image is read: the progress line's total).
+    Spark's listing holds (known before any image is read: the progress line's total).
+    `unread`: the files the driver's listing found empty or too large (not read, rejected).
 
     `stored` (image_id, features) are features of an earlier run made with the same weights and
     size: images whose content id is among them are not featurized again. `counter` counts the
@@ -515,8 +517,8 @@ def featurize_input(
     else:
         computed = reuse_stored_features(named, stored, spec, require_label, counter)
     every_file = computed.unionByName(
-        images.unscanned_files(spark, files), allowMissingColumns=True
-    ).unionByName(images.oversized_files(files, config.max_file_bytes), allowMissingColumns=True)
+        images.unread_files(spark, unread, config.max_file_bytes), allowMissingColumns=True
+    )
     return images.as_written(every_file, config).persist(), spec, len(files.inputFiles())
 
 
@@ -646,17 +648,19 @@ def featurize_and_count(
     spark: SparkSession,
     config: Config,
     resolved: weights.ResolvedWeights,
+    unread: images.Unread,
     image_size: int | None = None,
     require_label: bool = True,
     stored: DataFrame | None = None,
 ) -> Featurized:
-    """Every file under --input accounted for: listed = processed + rejected, or a Failure.
+    """Every file Spark lists under --input accounted for, as processed or rejected, or a
+    Failure.
 
     While the images go through the network, a progress line shows how far it has got.
     """
     counter = spark.sparkContext.accumulator(0)
     featurized, spec, listed = featurize_input(
-        spark, config, resolved, image_size, require_label, stored, counter
+        spark, config, resolved, unread, image_size, require_label, stored, counter
     )
     line = progress.Progress(
         "featurize",
@@ -669,8 +673,9 @@ def featurize_and_count(
         counts, workers = count_outcomes(featurized)  # the first action: every image goes through
         line.finish(counts["listed"])
     digest = images.inputs_digest(featurized)
-    if counts["listed"] != counts["processed"] + counts["rejected"]:
-        raise Failure(f"image accounting broken: {counts}")
+    # The rows come from Spark's scan and the driver's listing: they must tell the same story.
+    if counts["listed"] != listed:
+        raise Failure(f"image accounting broken: Spark listed {listed} files, rows say {counts}")
     reused = featurized.where(F.col("reused")).count() if stored is not None else None
     return Featurized(
         processed_rows(featurized),

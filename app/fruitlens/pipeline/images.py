@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -98,29 +99,58 @@ def within_size_limit(files: DataFrame, max_file_bytes: int) -> DataFrame:
     return files.where(F.col("length") <= F.lit(max_file_bytes))
 
 
-def oversized_files(files: DataFrame, max_file_bytes: int) -> DataFrame:
-    """Files over the limit as rejections, from the listing alone (the content column is not
-    selected, so never read). Their bytes are not hashed: the image_id is the SHA-256 of the
-    path instead.
+@dataclass
+class Unread:
+    """Listed files that Spark's scan does not read, told apart by the listing's sizes: 0-byte
+    files (the scan skips them without a trace) and files over --max-file-bytes. They become
+    rejections with no request to the storage; a scan for them, whatever its columns, cost a
+    HEAD per file over s3a (binaryFile's getFileStatus). Paths in the scan's form."""
 
-    One partition: the scan's split gives it one per ~128 files, nearly all empty, and each
-    job over the union of every file then ran as many tasks again (78 instead of 40 for
-    4 800 images), in the featurize job and in each read of its cached result."""
-    return (
-        files.where(F.col("length") > F.lit(max_file_bytes))
-        .coalesce(1)
-        .select(
-            F.sha2(F.col("path"), 256).alias("image_id"),
-            F.col("path"),
-            F.lit(None).cast("string").alias("label"),
-            F.lit(None).cast("string").alias("split"),
-            F.lit(None).cast("array<float>").alias("features"),
-            F.lit(decode.FILE_TOO_LARGE).alias("reason"),
-            F.concat(
-                F.col("length").cast("string"),
-                F.lit(f" bytes exceeds max_file_bytes={max_file_bytes}"),
-            ).alias("detail"),
+    empty: list[str] = field(default_factory=list)
+    oversized: dict[str, int] = field(default_factory=dict)  # path -> bytes
+
+    def note(self, uri: str, size: int, max_file_bytes: int) -> None:
+        if size == 0:
+            self.empty.append(normalize_path(uri))
+        elif size > max_file_bytes:
+            self.oversized[normalize_path(uri)] = size
+
+
+UNREAD_SCHEMA = StructType(
+    [StructField(name, StringType()) for name in ("image_id", "path", "reason", "detail")]
+)
+
+
+def unread_files(spark: SparkSession, unread: Unread, max_file_bytes: int) -> DataFrame:
+    """The unread files as rejections. An oversized file's bytes are not hashed: its image_id
+    is the SHA-256 of its path; an empty file's is the SHA-256 of nothing."""
+    rows = [
+        (checksum.sha256(b""), path, decode.EMPTY_FILE, "0-byte file: Spark's scan skips it")
+        for path in unread.empty
+    ] + [
+        (
+            checksum.sha256(path.encode("utf-8")),
+            path,
+            decode.FILE_TOO_LARGE,
+            f"{size} bytes exceeds max_file_bytes={max_file_bytes}",
         )
+        for path, size in unread.oversized.items()
+    ]
+    # From pandas the rows reach the JVM as Arrow batches (spark.sql.execution.arrow.pyspark
+    # .enabled, session.TUNING). From a Python list they would pass through an RDD that Python
+    # workers re-serialize, with a daemon of their own beside the featurize workers' (another
+    # Python start in every run, and another TensorFlow import where the daemon preloads it).
+    # One partition: each job over the union of every file would otherwise run a task more
+    # per core, in the featurize job and in each read of its cached result.
+    frame = spark.createDataFrame(pd.DataFrame(rows, columns=UNREAD_SCHEMA.names), UNREAD_SCHEMA)
+    return frame.coalesce(1).select(
+        F.col("image_id"),
+        F.col("path"),
+        F.lit(None).cast("string").alias("label"),
+        F.lit(None).cast("string").alias("split"),
+        F.lit(None).cast("array<float>").alias("features"),
+        F.col("reason"),
+        F.col("detail"),
     )
 
 
@@ -129,31 +159,6 @@ def hadoop_path_string(uri: str) -> str:
     parts = urlsplit(uri)
     path = unquote(parts.path)
     return f"file:{path}" if parts.scheme == "file" else f"{parts.scheme}://{parts.netloc}{path}"
-
-
-def unscanned_files(spark: SparkSession, files: DataFrame) -> DataFrame:
-    """Files Spark's index lists but its scan never returns (0-byte files), as rejections.
-
-    Spark's file scan silently skips empty files; the index (inputFiles) does not, so the
-    difference is what would otherwise vanish without a trace.
-    """
-    listed = pd.DataFrame({"path": [hadoop_path_string(uri) for uri in files.inputFiles()]})
-    # From pandas the rows reach the JVM as Arrow batches (spark.sql.execution.arrow.pyspark
-    # .enabled, session.TUNING). From a Python list they would pass through an RDD that Python
-    # workers re-serialize, with a daemon of their own beside the featurize workers' (another
-    # Python start in every run, and another TensorFlow import where the daemon preloads it).
-    inventory = spark.createDataFrame(listed, StructType([StructField("path", StringType())]))
-    scanned = files.select(F.col("path"))
-    missing = inventory.join(scanned, on="path", how="left_anti")
-    return missing.select(
-        F.lit(checksum.sha256(b"")).alias("image_id"),
-        F.col("path"),
-        F.lit(None).cast("string").alias("label"),
-        F.lit(None).cast("string").alias("split"),
-        F.lit(None).cast("array<float>").alias("features"),
-        F.lit(decode.EMPTY_FILE).alias("reason"),
-        F.lit("0-byte file: listed by Spark, skipped by its scan").alias("detail"),
-    )
 
 
 def symlink_loop(root: Path) -> tuple[Path, Path] | None:
@@ -185,17 +190,14 @@ def as_written(every_file: DataFrame, config: Config) -> DataFrame:
     return every_file
 
 
-def listed_inputs(spark: SparkSession, config: Config) -> DataFrame:
+def listed_inputs(spark: SparkSession, config: Config, unread: Unread) -> DataFrame:
     """Every file under --input as the outputs name it, from listing and hashing alone."""
     files = read_binary_files(spark, str(config.input))
     readable = within_size_limit(files, config.max_file_bytes)
     named = with_names(readable, qualified_root(spark, str(config.input)))
     columns = [F.col(name) for name in INPUT_FIELDS]
-    every_file = (
-        named.select(*columns)
-        .unionByName(unscanned_files(spark, files).select(*columns))
-        .unionByName(oversized_files(files, config.max_file_bytes).select(*columns))
-    )
+    unread_rows = unread_files(spark, unread, config.max_file_bytes)
+    every_file = named.select(*columns).unionByName(unread_rows.select(*columns))
     return as_written(every_file, config)
 
 
