@@ -115,6 +115,16 @@ def test_empty_and_oversized_files_become_rejections_from_the_listing(
     assert too_large["path"] in {row["path"] for row in scanned}
 
 
+def test_the_listing_goes_into_folder_links_as_spark_s_does(spark: SparkSession, tmp_path):
+    root = fruit_tree(tmp_path / "in", {"Training": 1})
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "empty.jpg").write_bytes(b"")
+    (root / "Training" / "Linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    indexed = images.read_binary_files(spark, str(root)).inputFiles()
+    linked = [images.hadoop_path_string(uri) for uri in indexed if "/Linked/" in uri]
+    assert linked and listing_of(root).unread.empty == linked  # the same path, in Spark's form
+
+
 def test_listed_inputs_digest_follows_content_and_pseudonymize(spark: SparkSession, tmp_path):
     root = fruit_tree(tmp_path / "in", {"Training": 2})
     plain = Config(input=str(root))

@@ -66,7 +66,8 @@ class InputListing:
 
 def list_input(config: Config, storage: Storage) -> InputListing:
     listing = InputListing()
-    for uri, relative, size in storage.list_files(str(config.input)):
+    # Into folder links, as Spark's listing goes: require_input refused loops.
+    for uri, relative, size in storage.list_files(str(config.input), follow_links=True):
         if paths.is_hidden(relative):
             listing.hidden += 1
             continue

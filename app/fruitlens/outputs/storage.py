@@ -192,9 +192,10 @@ class Storage:
                 names.add(item["Key"][len(location.prefix) :])
         return sorted(name for name in names if name)
 
-    def list_files(self, uri: str) -> Iterator[ListedFile]:
+    def list_files(self, uri: str, follow_links: bool = False) -> Iterator[ListedFile]:
         """Every object under a folder/prefix, sorted, with its size from the listing itself
-        (S3's LIST returns it; locally a stat): no request per object."""
+        (S3's LIST returns it; locally a stat): no request per object. `follow_links`: into
+        local folder links too, as Spark's listing does (the caller has refused loops)."""
         if paths.is_s3(uri):
             root = S3Location.parse(uri)
             for key_uri, size in self._list_objects(uri):
@@ -204,7 +205,7 @@ class Storage:
                     yield ListedFile(key_uri, relative, size)
             return
         base = local_path(uri)
-        for dirpath, dirnames, filenames in os.walk(base):
+        for dirpath, dirnames, filenames in os.walk(base, followlinks=follow_links):
             dirnames.sort()
             for name in sorted(filenames):
                 full = os.path.join(dirpath, name)
