@@ -101,7 +101,7 @@ def test_empty_and_oversized_files_become_rejections_from_the_listing(
     sizes = {path.name: path.stat().st_size for path in odd_tree.rglob("*") if path.is_file()}
     limit = sorted(set(sizes.values()))[-2]  # the largest file alone is over it
     largest = max(sizes, key=sizes.__getitem__)
-    rows = images.unread_files(spark, listing_of(odd_tree, max_file_bytes=limit).unread, limit)
+    rows = images.unread_files(spark, listing_of(odd_tree, max_file_bytes=limit).unread)
     by_name = {row["path"].rsplit("/", 1)[-1]: row for row in rows.collect()}
     assert set(by_name) == {"empty.jpg", largest}
     assert by_name["empty.jpg"]["reason"] == "empty_file"
@@ -166,7 +166,7 @@ def test_featurize_images_gives_features_or_the_expected_reason(
 def test_counts_split_rows_into_processed_and_rejected(spark: SparkSession, odd_tree: Path):
     _, named = named_files(spark, odd_tree)
     out = featurize.featurize_images(named, SPEC, model_for=pooled_model_for)
-    unread = images.unread_files(spark, listing_of(odd_tree).unread, Config().max_file_bytes)
+    unread = images.unread_files(spark, listing_of(odd_tree).unread)
     every = out.unionByName(unread, allowMissingColumns=True)
     counts, workers = featurize.count_outcomes(every)
     expected = [reason for _, reason in bad_inputs().values()]

@@ -53,7 +53,8 @@ class InputListing:
     hidden: int = 0
     classes: dict[str | None, set[str]] = field(default_factory=dict)  # split -> class names
     labelled: Counter[str | None] = field(default_factory=Counter)  # split -> files with a class
-    unread: images.Unread = field(default_factory=images.Unread)  # empty or over the size limit
+    # Empty or over --max-file-bytes: the listing alone tells them apart (images.Unread).
+    unread: images.Unread = field(kw_only=True)
 
     def describe_hidden(self) -> dict[str, Any]:
         """run.json's `listing`: what Spark's listing leaves out, outside the image counts."""
@@ -65,14 +66,14 @@ class InputListing:
 
 
 def list_input(config: Config, storage: Storage) -> InputListing:
-    listing = InputListing()
+    listing = InputListing(unread=images.Unread(config.max_file_bytes))
     # Into folder links, as Spark's listing goes: require_input refused loops.
     for uri, relative, size in storage.list_files(str(config.input), follow_links=True):
         if paths.is_hidden(relative):
             listing.hidden += 1
             continue
         listing.files += 1
-        listing.unread.note(uri, size, config.max_file_bytes)
+        listing.unread.note(uri, size)
         label, split, refusal = images.class_rule(relative)
         if refusal is None:
             listing.classes.setdefault(split, set()).add(str(label))

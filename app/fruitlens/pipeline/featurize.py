@@ -516,9 +516,7 @@ def featurize_input(
         computed = featurize_images(named, spec, require_label, counter)
     else:
         computed = reuse_stored_features(named, stored, spec, require_label, counter)
-    every_file = computed.unionByName(
-        images.unread_files(spark, unread, config.max_file_bytes), allowMissingColumns=True
-    )
+    every_file = computed.unionByName(images.unread_files(spark, unread), allowMissingColumns=True)
     return images.as_written(every_file, config).persist(), spec, len(files.inputFiles())
 
 

@@ -106,13 +106,14 @@ class Unread:
     rejections with no request to the storage; a scan for them, whatever its columns, cost a
     HEAD per file over s3a (binaryFile's getFileStatus). Paths in the scan's form."""
 
+    max_file_bytes: int
     empty: list[str] = field(default_factory=list)
     oversized: dict[str, int] = field(default_factory=dict)  # path -> bytes
 
-    def note(self, uri: str, size: int, max_file_bytes: int) -> None:
+    def note(self, uri: str, size: int) -> None:
         if size == 0:
             self.empty.append(normalize_path(uri))
-        elif size > max_file_bytes:
+        elif size > self.max_file_bytes:
             self.oversized[normalize_path(uri)] = size
 
 
@@ -121,7 +122,7 @@ UNREAD_SCHEMA = StructType(
 )
 
 
-def unread_files(spark: SparkSession, unread: Unread, max_file_bytes: int) -> DataFrame:
+def unread_files(spark: SparkSession, unread: Unread) -> DataFrame:
     """The unread files as rejections. An oversized file's bytes are not hashed: its image_id
     is the SHA-256 of its path; an empty file's is the SHA-256 of nothing."""
     rows = [
@@ -132,7 +133,7 @@ def unread_files(spark: SparkSession, unread: Unread, max_file_bytes: int) -> Da
             checksum.sha256(path.encode("utf-8")),
             path,
             decode.FILE_TOO_LARGE,
-            f"{size} bytes exceeds max_file_bytes={max_file_bytes}",
+            f"{size} bytes exceeds max_file_bytes={unread.max_file_bytes}",
         )
         for path, size in unread.oversized.items()
     ]
@@ -196,7 +197,7 @@ def listed_inputs(spark: SparkSession, config: Config, unread: Unread) -> DataFr
     readable = within_size_limit(files, config.max_file_bytes)
     named = with_names(readable, qualified_root(spark, str(config.input)))
     columns = [F.col(name) for name in INPUT_FIELDS]
-    unread_rows = unread_files(spark, unread, config.max_file_bytes)
+    unread_rows = unread_files(spark, unread)
     every_file = named.select(*columns).unionByName(unread_rows.select(*columns))
     return as_written(every_file, config)
 
