@@ -125,6 +125,12 @@ def test_the_listing_goes_into_folder_links_as_spark_s_does(spark: SparkSession,
     assert linked and listing_of(root).unread.empty == linked  # the same path, in Spark's form
 
 
+def test_nothing_unread_adds_no_rows_nor_partition(spark: SparkSession, fruits: Path):
+    _, named = named_files(spark, fruits)
+    # No union with an empty frame: its task started a second Python daemon (with_unread).
+    assert images.with_unread(spark, named, listing_of(fruits).unread) is named
+
+
 def test_listed_inputs_digest_follows_content_and_pseudonymize(spark: SparkSession, tmp_path):
     root = fruit_tree(tmp_path / "in", {"Training": 2})
     plain = Config(input=str(root))
@@ -166,8 +172,7 @@ def test_featurize_images_gives_features_or_the_expected_reason(
 def test_counts_split_rows_into_processed_and_rejected(spark: SparkSession, odd_tree: Path):
     _, named = named_files(spark, odd_tree)
     out = featurize.featurize_images(named, SPEC, model_for=pooled_model_for)
-    unread = images.unread_files(spark, listing_of(odd_tree).unread)
-    every = out.unionByName(unread, allowMissingColumns=True)
+    every = images.with_unread(spark, out, listing_of(odd_tree).unread)
     counts, workers = featurize.count_outcomes(every)
     expected = [reason for _, reason in bad_inputs().values()]
     # Who featurized what: the one worker's facts, once, for every processed image.

@@ -516,7 +516,7 @@ def featurize_input(
         computed = featurize_images(named, spec, require_label, counter)
     else:
         computed = reuse_stored_features(named, stored, spec, require_label, counter)
-    every_file = computed.unionByName(images.unread_files(spark, unread), allowMissingColumns=True)
+    every_file = images.with_unread(spark, computed, unread)
     return images.as_written(every_file, config).persist(), spec, len(files.inputFiles())
 
 

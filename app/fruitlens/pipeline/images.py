@@ -138,9 +138,10 @@ def unread_files(spark: SparkSession, unread: Unread) -> DataFrame:
         for path, size in unread.oversized.items()
     ]
     # From pandas the rows reach the JVM as Arrow batches (spark.sql.execution.arrow.pyspark
-    # .enabled, session.TUNING). From a Python list they would pass through an RDD that Python
-    # workers re-serialize, with a daemon of their own beside the featurize workers' (another
-    # Python start in every run, and another TensorFlow import where the daemon preloads it).
+    # .enabled, session.TUNING), when there are any (see with_unread). From a Python list they
+    # would pass through an RDD that Python workers re-serialize, with a daemon of their own
+    # beside the featurize workers' (another Python start in every run, and another TensorFlow
+    # import where the daemon preloads it).
     # One partition: each job over the union of every file would otherwise run a task more
     # per core, in the featurize job and in each read of its cached result.
     frame = spark.createDataFrame(pd.DataFrame(rows, columns=UNREAD_SCHEMA.names), UNREAD_SCHEMA)
@@ -153,6 +154,20 @@ def unread_files(spark: SparkSession, unread: Unread) -> DataFrame:
         F.col("reason"),
         F.col("detail"),
     )
+
+
+def with_unread(spark: SparkSession, scanned: DataFrame, unread: Unread) -> DataFrame:
+    """`scanned` and the unread files' rejections (unread_files), by column name; `scanned`
+    alone when the listing found none, as in most runs.
+
+    Not a union with no rows: pyspark sends a pandas frame as Arrow only when it has rows. An
+    empty one became a Python RDD, whose task started a second worker daemon that imported
+    TensorFlow again beside the last featurize task: 4-5 s of a core at the end of every
+    featurize job on a 2-core AMD EPYC Zen 3 (bench/README.md, "The tail of the featurize job").
+    """
+    if not (unread.empty or unread.oversized):
+        return scanned
+    return scanned.unionByName(unread_files(spark, unread), allowMissingColumns=True)
 
 
 def hadoop_path_string(uri: str) -> str:
@@ -197,8 +212,7 @@ def listed_inputs(spark: SparkSession, config: Config, unread: Unread) -> DataFr
     readable = within_size_limit(files, config.max_file_bytes)
     named = with_names(readable, qualified_root(spark, str(config.input)))
     columns = [F.col(name) for name in INPUT_FIELDS]
-    unread_rows = unread_files(spark, unread)
-    every_file = named.select(*columns).unionByName(unread_rows.select(*columns))
+    every_file = with_unread(spark, named.select(*columns), unread).select(*columns)
     return as_written(every_file, config)
 
 
