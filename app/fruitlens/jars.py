@@ -74,22 +74,41 @@ def spark_version() -> str:
     return pyspark.__version__
 
 
-def hadoop_version(spark_jars: Path | None = None) -> str:
-    """Hadoop inside Spark, read off the jar name: the only source that cannot drift.
+def spark_jar_folders() -> list[Path]:
+    """Where Spark's own jars are, the one Spark's launcher uses first: $SPARK_HOME/jars when
+    set (the image's pyspark comes from the Spark distribution, on PYTHONPATH), else those of a
+    pip-installed pyspark."""
+    home = os.environ.get("SPARK_HOME")
+    return [*([Path(home) / "jars"] if home else []), pyspark_home() / "jars"]
 
-    A pip-installed pyspark carries its jars; the image's pyspark comes from the Spark
-    distribution (PYTHONPATH), whose jars are in $SPARK_HOME/jars.
-    """
-    folders = [spark_jars] if spark_jars else [pyspark_home() / "jars"]
-    if not spark_jars and os.environ.get("SPARK_HOME"):
-        folders.append(Path(os.environ["SPARK_HOME"]) / "jars")
+
+def spark_jar(prefix: str) -> Path:
+    """Spark's own jar `prefix`-VERSION.jar."""
+    folders = spark_jar_folders()
+    pattern = re.compile(re.escape(prefix) + r"-\d+\.\d+\.\d+\.jar")
     for folder in folders:
-        for jar in sorted(folder.glob("hadoop-client-api-*.jar")):
-            match = re.fullmatch(r"hadoop-client-api-(\d+\.\d+\.\d+)\.jar", jar.name)
-            if match:
-                return match.group(1)
+        for jar in sorted(folder.glob(f"{prefix}-*.jar")):
+            if pattern.fullmatch(jar.name):
+                return jar
     where = " or ".join(str(f) for f in folders)
-    raise JarError(f"no hadoop-client-api-*.jar under {where}; is pyspark installed?")
+    raise JarError(f"no {prefix}-*.jar under {where}; is pyspark installed?")
+
+
+def hadoop_version() -> str:
+    """Hadoop inside Spark, read off the jar name: the only source that cannot drift."""
+    return spark_jar("hadoop-client-api").stem.removeprefix("hadoop-client-api-")
+
+
+def driver_class_path(locked: list[Path]) -> list[Path]:
+    """What a driver started by fruitlens has on its class path ahead of Spark's `jars/*`: the
+    `locked` jars, after Spark's own SLF4J API. The AWS SDK bundle that Hadoop 3.4.1 pins
+    (2.24.6) also carries SLF4J 1.7's API unshaded (aws/aws-sdk-java-v2#5108). Ahead of Spark's
+    SLF4J 2 it wins, finds no 1.x binding and sends every line Spark logs nowhere (SLF4J's NOP
+    logger): `-v -v` showed no Spark line, and a failing job lost Spark's own account of it.
+    Spark's launcher puts this jar before `jars/*` itself, but after these: named here, it is
+    the same path, which the launcher then leaves out (the class archive's recording compares
+    the two class paths entry by entry)."""
+    return [spark_jar("slf4j-api"), *locked]
 
 
 def check_lock_fits_spark(jars: list[LockedJar], spark: str, hadoop: str) -> None:

@@ -249,14 +249,17 @@ def spark_settings(
                 input_files, chosen.get("spark.driver.extraJavaOptions", ""), openblas_loads()
             )
         )
-        locked = [str(jar) for jar in jars.ensure_jars(config.jars_dir)]
+        locked = jars.ensure_jars(config.jars_dir)
         # On the driver's class path, where a local run's executor is too: as spark.jars, every
         # session copied them (the SDK bundle is 558 MB) through its file server into its
         # scratch folder. Spark's launcher puts a user's spark.driver.extraClassPath after
         # these, and the class archive is recorded with them (jvm_archive).
-        settings["spark.driver.defaultExtraClassPath"] = os.pathsep.join(locked)
+        settings["spark.driver.defaultExtraClassPath"] = os.pathsep.join(
+            str(jar) for jar in jars.driver_class_path(locked)
+        )
         if not runs_locally(config):
-            settings["spark.jars"] = ",".join(locked)  # shipped to the cluster's executors
+            # Shipped to the cluster's executors, whose class loader for them asks Spark's first.
+            settings["spark.jars"] = ",".join(str(jar) for jar in locked)
         # A fixed bound: the job streams (20 000 images pass in it, `make chaos`), and without
         # one the JVM's heap grows toward a quarter of the machine with the work it is given.
         settings["spark.driver.memory"] = "2g"

@@ -54,8 +54,9 @@ def test_settings_built_by_the_job_reach_the_executors(s3_server: Any, tmp_path:
     (tmp_path / "job.py").write_text(JOB)
     spark_submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
     # On Spark's class path, as in the image (docker/Dockerfile puts them in /opt/spark/jars),
-    # not --jars: the executor would fetch the 558 MB AWS SDK bundle from the driver.
-    classpath = os.pathsep.join(str(jar) for jar in jars.ensure_jars())
+    # not --jars: the executor would fetch the 558 MB AWS SDK bundle from the driver. Spark's
+    # SLF4J API first, as a fruitlens session has it (jars.driver_class_path).
+    classpath = os.pathsep.join(str(jar) for jar in jars.driver_class_path(jars.ensure_jars()))
     proc = subprocess.run(
         [str(spark_submit), "--master", "local-cluster[1,1,1024]",
          "--driver-class-path", classpath,

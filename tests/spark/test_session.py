@@ -1,6 +1,6 @@
-"""What the job's session settings give its Python workers, seen from inside a task; the work
-the class archive is recorded from (fruitlens.jvm_archive), run on a session; and that the
-session's driver maps that archive."""
+"""What the job's session settings give its Python workers, seen from inside a task; where the
+driver's log lines go; the work the class archive is recorded from (fruitlens.jvm_archive), run
+on a session; and that the session's driver maps that archive."""
 
 from __future__ import annotations
 
@@ -40,6 +40,17 @@ def test_a_local_session_gives_blas_one_thread_per_call(
     session.export_local_defaults()
     assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
     assert os.environ["PYSPARK_PYTHON"] == "/a/python/of/the/user"  # a user's own value wins
+
+
+def test_spark_s_log_lines_reach_log4j_not_slf4j_s_nop_logger(spark: SparkSession):
+    """The AWS SDK bundle on the driver's class path carries SLF4J 1.7's API unshaded
+    (jars.driver_class_path): first on the class path, every line Spark logged was dropped."""
+    jvm = spark.sparkContext._jvm
+    factory = jvm.org.slf4j.LoggerFactory.getILoggerFactory().getClass().getName()
+    assert factory == "org.apache.logging.slf4j.Log4jLoggerFactory"
+    api = jvm.java.lang.Class.forName("org.slf4j.LoggerFactory")
+    where = api.getProtectionDomain().getCodeSource().getLocation().getPath()
+    assert Path(where).name.startswith("slf4j-api-2."), where
 
 
 def test_the_archive_recording_runs_every_kind_of_job_it_names(spark: SparkSession):

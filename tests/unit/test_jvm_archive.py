@@ -19,6 +19,8 @@ from fruitlens.config import Config
 JARS = Config(jars_dir=str(paths.cache_dir() / "jars"))
 # Spark's launcher, whose classes the JDK check below records.
 LAUNCHER = "org.apache.spark.launcher.Main"
+# Every Spark has one; the driver's class path names it first (jars.driver_class_path).
+SLF4J_API = "slf4j-api-2.0.16.jar"
 
 
 @pytest.fixture
@@ -49,6 +51,7 @@ def test_a_venv_made_anew_in_the_same_folder_records_anew(
     with them, within the same install, whose older recording record() then removes."""
     home = tmp_path / "pyspark"
     (home / "jars").mkdir(parents=True)
+    (home / "jars" / SLF4J_API).write_bytes(b"classes")
     jar = home / "jars" / "spark-core.jar"
     jar.write_bytes(b"classes")
     monkeypatch.setattr(jars, "pyspark_home", lambda: home)
@@ -77,11 +80,13 @@ def test_the_driver_maps_the_archive_only_once_recorded(fake_java: Path):
 
 def test_the_s3a_jars_are_on_the_driver_s_class_path_and_shipped_only_to_a_cluster():
     locked = [str(jar) for jar in jars.ensure_jars(JARS.jars_dir)]
+    # Spark's SLF4J API ahead of the SDK bundle's copy of an older one (jars.driver_class_path).
+    class_path = os.pathsep.join([str(jars.spark_jar("slf4j-api")), *locked])
     local = session.spark_settings(JARS)
-    assert local["spark.driver.defaultExtraClassPath"] == os.pathsep.join(locked)
+    assert local["spark.driver.defaultExtraClassPath"] == class_path
     assert "spark.jars" not in local  # no copy of the SDK bundle per session
     cluster = session.spark_settings(dataclasses.replace(JARS, master="spark://spark:7077"))
-    assert cluster["spark.driver.defaultExtraClassPath"] == os.pathsep.join(locked)
+    assert cluster["spark.driver.defaultExtraClassPath"] == class_path
     assert cluster["spark.jars"] == ",".join(locked)
 
 
@@ -102,7 +107,7 @@ def spark_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (home / "bin").mkdir(parents=True)
     (home / "bin" / "spark-submit").write_text("#!/bin/sh\n")
     (home / "jars").mkdir()
-    for name in ("spark-core.jar", "hadoop-client.jar", "scala-library.jar"):
+    for name in ("spark-core.jar", "hadoop-client.jar", "scala-library.jar", SLF4J_API):
         (home / "jars" / name).write_bytes(name.encode())
     (home / "jars" / "connect-repl").mkdir()  # a folder, as pyspark has: not on the class path
     monkeypatch.setattr(jars, "pyspark_home", lambda: home)
@@ -191,6 +196,8 @@ def test_a_pyspark_without_its_jars_records_with_spark_home_untouched(
     made."""
     package = tmp_path / "spark" / "python" / "pyspark"
     package.mkdir(parents=True)
+    (tmp_path / "spark" / "jars").mkdir()
+    (tmp_path / "spark" / "jars" / SLF4J_API).write_bytes(b"classes")
     monkeypatch.setattr(jars, "pyspark_home", lambda: package)
     monkeypatch.setenv("SPARK_HOME", str(tmp_path / "spark"))
     homes: list[str | None] = []
