@@ -33,6 +33,10 @@ KIND_VALUES = REPO / "helm" / "fruitlens" / "values-kind.yaml"
 SSE = "AES256"
 SUBMISSION_LABEL = "sparkoperator.k8s.io/submission-id"
 # Anything shaped like an AWS key, secret or session token, and the variables that carry them.
+# What SLF4J prints when it found no binding and drops every line (jars.driver_class_path).
+SLF4J_NOP = "SLF4J: Defaulting to no-operation (NOP) logger"
+# A line Spark logged through log4j, in its default layout or its structured one.
+SPARK_INFO = re.compile(r"\bINFO\b.*Executor")
 CREDENTIAL = re.compile(
     r"AKIA[0-9A-Z]{16}|ASIA[0-9A-Z]{16}|aws_secret_access_key|AWS_SECRET_ACCESS_KEY|"
     r"AWS_SESSION_TOKEN|AWS_ACCESS_KEY_ID|fs\.s3a\.(access|secret|session)\.key",
@@ -279,12 +283,20 @@ def check_run(
         assert env.get(python_daemon.PRELOAD_TENSORFLOW) == "1", sorted(env)
         assert python_daemon.NOT_PRELOADED not in recorder.log(pod)
 
+    # Spark's own lines reach log4j in every pod. The AWS SDK bundle carries SLF4J 1.7's API
+    # (jars.driver_class_path), which silences Spark when it comes first on a class path; the
+    # executors take the image's /opt/spark/jars/* in the directory's order and log at Spark's
+    # default level (INFO). At least the two that featurized logged their start.
+    logs = {pod.metadata.name: recorder.log(pod) for pod in drivers + executors}
+    assert not [name for name, log in logs.items() if SLF4J_NOP in log], logs.keys()
+    assert sum(bool(SPARK_INFO.search(recorder.log(pod))) for pod in executors) >= 2
+
     # No credential in any pod spec, ConfigMap, the application or any pod's log.
     texts = {f"pod {p.metadata.name}": json.dumps(p.to_dict(), default=str) for p in drivers}
     texts |= {f"pod {p.metadata.name}": json.dumps(p.to_dict(), default=str) for p in executors}
     texts["configmaps"] = kubectl("-n", NAMESPACE, "get", "configmaps", "-o", "yaml")
     texts["sparkapplication"] = json.dumps(application)
-    texts |= {f"log {p.metadata.name}": recorder.log(p) for p in drivers + executors}
+    texts |= {f"log {name}": log for name, log in logs.items()}
     assert any(name.startswith("log ") and "featurize" in t for name, t in texts.items())
     for where, text in texts.items():
         found = CREDENTIAL.search(text)
