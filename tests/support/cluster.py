@@ -32,9 +32,9 @@ EVENT_LOGS = "spark-events"
 KIND_VALUES = REPO / "helm" / "fruitlens" / "values-kind.yaml"
 SSE = "AES256"
 SUBMISSION_LABEL = "sparkoperator.k8s.io/submission-id"
-# Anything shaped like an AWS key, secret or session token, and the variables that carry them.
 # A line Spark logged through log4j, in its default layout or its structured one.
 SPARK_INFO = re.compile(r"\bINFO\b.*Executor")
+# Anything shaped like an AWS key, secret or session token, and the variables that carry them.
 CREDENTIAL = re.compile(
     r"AKIA[0-9A-Z]{16}|ASIA[0-9A-Z]{16}|aws_secret_access_key|AWS_SECRET_ACCESS_KEY|"
     r"AWS_SESSION_TOKEN|AWS_ACCESS_KEY_ID|fs\.s3a\.(access|secret|session)\.key",
@@ -288,8 +288,8 @@ def check_run(
     # once the SDK starts: its own shaded copy finds no binding, aws/aws-sdk-java-v2#5312, and
     # drops only the SDK's lines.)
     logs = {pod.metadata.name: recorder.log(pod) for pod in drivers + executors}
-    logging = [pod.metadata.name for pod in executors if SPARK_INFO.search(recorder.log(pod))]
-    assert len(logging) >= 2, (logging, logs.keys())
+    logged = [pod.metadata.name for pod in executors if SPARK_INFO.search(logs[pod.metadata.name])]
+    assert len(logged) >= 2, (logged, logs.keys())
 
     # No credential in any pod spec, ConfigMap, the application or any pod's log.
     texts = {f"pod {p.metadata.name}": json.dumps(p.to_dict(), default=str) for p in drivers}
