@@ -91,8 +91,18 @@ def load() -> list[float]:
     return [round(value, 2) for value in os.getloadavg()]
 
 
+def worker_environment() -> dict[str, str]:
+    """The TensorFlow settings fruitlens gives its featurize workers (TF_ENABLE_ONEDNN_OPTS)."""
+    from fruitlens.pipeline.featurize import WORKER_ENVIRONMENT
+
+    return WORKER_ENVIRONMENT
+
+
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
+    # Set per step, never inherited: each TensorFlow loop says which environment it ran in.
+    for name in worker_environment():
+        env.pop(name, None)
     # The bench's scripts import fruitlens from the working tree, installed or not.
     env["PYTHONPATH"] = os.pathsep.join(
         [str(REPO / "app"), str(BENCH), *filter(None, [env.get("PYTHONPATH")])]
@@ -329,6 +339,7 @@ class Bench:
         # The better of the bare loop's two runs, first and last, as for the roofline.
         loops = [(self.result(name) or {}).get("images_per_s") for name in ("keras", "keras_again")]
         keras = max(filter(None, loops), default=None)
+        defaults = (self.result("keras_tensorflow_defaults") or {}).get("images_per_s")
         naive = (self.result("naive") or {}).get("images_per_s")
         roofs = [
             (self.result(name) or {}).get("roofline_images_per_s")
@@ -379,12 +390,14 @@ class Bench:
                 }
             ),
             "keras_best_batch_size": (self.result("keras") or {}).get("best_batch_size"),
+            "keras_tensorflow_defaults_images_per_s": defaults,
         }
         ratios = {
             "fruitlens_vs_keras": ratio(featurize, keras),
             "fruitlens_vs_naive": ratio(featurize, naive),
             "fruitlens_vs_roofline": ratio(featurize, roof),
             "keras_vs_roofline": ratio(keras, roof),
+            "keras_vs_keras_tensorflow_defaults": ratio(keras, defaults),
             "fruitlens_end_to_end_vs_keras": ratio(first.get("images_per_s"), keras),
         }
         bf16_values, bf16_ratios, bf16_rules = self.bf16_summary(keras, largest)
@@ -640,32 +653,39 @@ def run_steps(
         return {"images": made}
 
     bench.step("inputs", make_inputs)
+    # Every TensorFlow figure is measured as fruitlens's workers run TensorFlow, but one loop.
+    workers = worker_environment()
     script = [sys.executable]
     roofline = [*script, str(BENCH / "roofline.py"), "--threads", str(args.threads)]
     roofline += ["--image-size", str(args.image_size)]
     if "roofline" not in skip:
         bench.step(
             "roofline",
-            lambda: run_json_script(roofline, timeout),
+            lambda: run_json_script(roofline, timeout, workers),
         )
     keras = [*script, str(BENCH / "keras_loop.py"), "--images", str(slices[1])]
     keras += ["--weights", str(weights_file), "--threads", str(args.threads)]
     keras += ["--image-size", str(args.image_size)]
     if "keras" not in skip:
-        bench.step("keras", lambda: run_json_script([*keras, "--precision", "fp32"], timeout))
+        fp32 = [*keras, "--precision", "fp32"]
+        bench.step("keras", lambda: run_json_script(fp32, timeout, workers))
+        # The same loop with TensorFlow's own defaults: what the workers' settings are worth here.
+        bench.step("keras_tensorflow_defaults", lambda: run_json_script(fp32, timeout))
         # Both TensorFlow ways to bf16, back to back: fruitlens uses the Keras policy.
         for method in ("keras", "grappler"):
             bench.step(
                 f"keras_bf16_{method}",
                 lambda method=method: run_json_script(
-                    [*keras, "--precision", f"bf16-{method}"], timeout
+                    [*keras, "--precision", f"bf16-{method}"], timeout, workers
                 ),
             )
         if "amx_bf16" in bf16_flags:
             bench.step(
                 "keras_bf16_avx512_bf16_only",
                 lambda: run_json_script(
-                    [*keras, "--precision", "bf16-keras"], timeout, AVX512_BF16_ONLY
+                    [*keras, "--precision", "bf16-keras"],
+                    timeout,
+                    {**workers, **AVX512_BF16_ONLY},
                 ),
             )
     openvino_python = Path(args.openvino_python)
@@ -844,13 +864,13 @@ def run_steps(
         # the better of the two, so a slow spell during the first loop cannot flatter them (a
         # 2-vCPU Zen 3, 2026-12-05: 20.7 images/s at 10:12, 25.6 at 10:30, the same command).
         again = [*keras, "--precision", "fp32", "--batch-sizes", str(first_loop["best_batch_size"])]
-        bench.step("keras_again", lambda: run_json_script(again, timeout))
+        bench.step("keras_again", lambda: run_json_script(again, timeout, workers))
     if "roofline" not in skip:
         # Measured again at the end: the roofline is the best the hardware did, so a
         # neighbour's burst during the first measurement does not lower it.
         bench.step(
             "roofline_again",
-            lambda: run_json_script(roofline, timeout),
+            lambda: run_json_script(roofline, timeout, workers),
         )
 
 

@@ -237,6 +237,8 @@ def spark_settings(
         settings["spark.sql.execution.arrow.maxRecordsPerBatch"] = str(
             featurize.arrow_batch_rows(config.batch_size)
         )
+        for name, value in featurize.WORKER_ENVIRONMENT.items():
+            settings[f"spark.executorEnv.{name}"] = value
     if not launched_by_spark_submit():
         # The JVM starts with fruitlens's log4j2 file (no banner, no WARN lines by default) and
         # maps the recorded class archive when there is one (2 s less start-up). Spark's slot for

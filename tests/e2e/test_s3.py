@@ -185,6 +185,13 @@ def test_the_weights_file_came_from_s3(s3_run: S3Run, seeded_weights_file: Path)
     assert model["weights_sha256"] == checksum.sha256(seeded_weights_file)
 
 
+def test_the_workers_ran_tensorflow_s_onednn_kernels(s3_run: S3Run):
+    # Whatever the CPU: the session's spark.executorEnv reached the local workers, and their
+    # TensorFlow says it runs oneDNN (left to itself, it does not on an AVX2-only CPU).
+    workers = s3_run.run_json()["precision"]["workers"]
+    assert workers and all(worker["onednn"] is True for worker in workers), workers
+
+
 def test_magic_committer_wrote_the_datasets(s3_run: S3Run):
     """A JSON _SUCCESS (not an empty one) is the S3A committers' signature."""
     client = s3_run.server.client()

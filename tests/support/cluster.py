@@ -21,6 +21,7 @@ import yaml
 
 from fruitlens import python_daemon, sparkapp
 from fruitlens.outputs.commit import dataset_location
+from fruitlens.pipeline import featurize
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "fruitlens"
@@ -247,6 +248,10 @@ def check_run(
     reasons = dict(zip(rejected["path"], rejected["reason"], strict=True))
     assert reasons == expected_rejections(planted)
     assert images["listed"] == len(planted)
+    # Every worker that featurized ran TensorFlow with oneDNN's kernels (featurize's
+    # WORKER_ENVIRONMENT, which the session gives the executors).
+    workers = document["precision"]["workers"]
+    assert workers and all(worker["onednn"] is True for worker in workers), workers
 
     # Every object in the bucket, inputs, outputs and event logs alike, is encrypted at rest.
     unencrypted = [
@@ -279,6 +284,7 @@ def check_run(
         container = next(c for c in pod.spec.containers if c.name.startswith("spark-kubernetes"))
         env = {variable.name: variable.value for variable in container.env or []}
         assert env.get(python_daemon.PRELOAD_TENSORFLOW) == "1", sorted(env)
+        assert featurize.WORKER_ENVIRONMENT.items() <= env.items(), sorted(env)
         assert python_daemon.NOT_PRELOADED not in recorder.log(pod)
 
     # Spark's own lines reach log4j in the executors, which log at Spark's default level (INFO):

@@ -37,7 +37,13 @@ def pooled_colours(batch: np.ndarray) -> np.ndarray:
 def stand_in(forward: Callable[[np.ndarray], np.ndarray] = pooled_colours) -> WorkerModel:
     """A worker's model whose network is `forward`, with the facts run.json reads from it."""
     return WorkerModel(
-        forward, FP32, "stand-in network", "test-worker", Cpu("test", frozenset()), threads=1
+        forward,
+        FP32,
+        "stand-in network",
+        "test-worker",
+        Cpu("test", frozenset()),
+        threads=1,
+        onednn=False,
     )
 
 
@@ -45,7 +51,9 @@ def pooled_model_for(spec: FeaturizerSpec) -> WorkerModel:
     """featurizer_udf's `model_for`: the stand-in network, with what a real worker reports of
     itself (the precision `spec` asks for as this CPU resolves it, the process, the CPU), so a
     whole command's run.json reads as the job's."""
-    return WorkerModel(pooled_colours, *resolve_here(spec.precision), threads=spec.threads)
+    return WorkerModel(
+        pooled_colours, *resolve_here(spec.precision), threads=spec.threads, onednn=False
+    )
 
 
 @contextlib.contextmanager

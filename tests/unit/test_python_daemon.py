@@ -14,6 +14,7 @@ import pytest
 
 from fruitlens import console, paths, python_daemon, session
 from fruitlens.config import Config
+from fruitlens.pipeline import featurize
 from fruitlens.python_daemon import CollectThenFreeze, PathWatch, unpacked_pyspark_first
 
 
@@ -118,8 +119,16 @@ def test_a_daemon_without_tensorflow_still_serves_and_says_why(
     assert "TensorFlow not preloaded: No module named 'tensorflow'" in errors
 
 
-def test_only_sessions_that_featurize_have_their_daemons_preload_tensorflow():
-    config = Config(jars_dir=str(paths.cache_dir() / "jars"))
-    key = f"spark.executorEnv.{python_daemon.PRELOAD_TENSORFLOW}"
-    assert session.spark_settings(config, featurizes=True)[key] == "1"
-    assert key not in session.spark_settings(config)  # train, evaluate: no VGG16
+def test_only_sessions_that_featurize_set_up_their_workers_for_tensorflow():
+    jars = str(paths.cache_dir() / "jars")
+    config = Config(jars_dir=jars)
+    # Their daemons preload TensorFlow, and it runs oneDNN's kernels whatever the CPU.
+    wanted = {python_daemon.PRELOAD_TENSORFLOW: "1", **featurize.WORKER_ENVIRONMENT}
+    for name, value in wanted.items():
+        key = f"spark.executorEnv.{name}"
+        assert session.spark_settings(config, featurizes=True)[key] == value
+        assert key not in session.spark_settings(config)  # train, evaluate: no VGG16
+    # The user's own --spark-conf wins: oneDNN's kernels can be turned off.
+    off = "spark.executorEnv.TF_ENABLE_ONEDNN_OPTS=0"
+    mine = session.spark_settings(Config(jars_dir=jars, spark_conf=[off]), featurizes=True)
+    assert mine["spark.executorEnv.TF_ENABLE_ONEDNN_OPTS"] == "0"

@@ -48,6 +48,7 @@ WORKER_COLUMNS = (
     "cpu_model",
     "cpu_flags",
     "tensorflow_threads",
+    "tensorflow_onednn",
     "batch_size",
 )
 FEATURIZED = StructType(
@@ -58,6 +59,15 @@ FEATURIZED = StructType(
         *(StructField(name, StringType(), True) for name in WORKER_COLUMNS),
     ]
 )
+
+# Each featurize worker's environment (session.spark_settings passes it as spark.executorEnv, so
+# a --spark-conf spark.executorEnv.TF_ENABLE_ONEDNN_OPTS=0 wins). TensorFlow 2.21 runs oneDNN's
+# kernels by itself only on CPUs with deep-learning instructions (AVX512_VNNI, AVX512_BF16,
+# AMX); on an AVX2-only AMD EPYC Zen 3 (c6a/m6a) it ran Eigen's. There oneDNN's float32 kernels
+# made the featurize stage 1.11-1.13x faster (600 images, local[2], alternated) with the same
+# features (cosine >= 0.9999999, largest difference 8e-7) and the same PCA k, classifier and
+# scores: bench/README.md, "Results", 2026-12-05 14:35.
+WORKER_ENVIRONMENT = {"TF_ENABLE_ONEDNN_OPTS": "1"}
 
 FP32 = "fp32"
 BF16 = "bf16"
@@ -211,6 +221,7 @@ class WorkerModel:
     worker: str
     cpu: Cpu
     threads: int  # TensorFlow's intra-op threads in this process
+    onednn: bool  # whether TensorFlow runs oneDNN's kernels in this process (WORKER_ENVIRONMENT)
 
     def columns(self) -> dict[str, str]:
         return {
@@ -220,6 +231,7 @@ class WorkerModel:
             "cpu_model": self.cpu.model,
             "cpu_flags": " ".join(self.cpu.reported_flags),
             "tensorflow_threads": str(self.threads),
+            "tensorflow_onednn": str(self.onednn).lower(),
         }
 
 
@@ -259,7 +271,15 @@ def _build_model(spec: FeaturizerSpec) -> WorkerModel:
     model = weights.build_vgg16(spec.image_size, precision == BF16)
     weights.load_into(model, _local_weights(SparkFiles.get(spec.weights_file_name), spec))
     forward = compile_forward(model, spec.image_size)
-    return WorkerModel(forward, precision, reason, worker, cpu, threads)
+    return WorkerModel(forward, precision, reason, worker, cpu, threads, onednn_enabled())
+
+
+def onednn_enabled() -> bool:
+    """What TensorFlow decided, at its start in this process, from TF_ENABLE_ONEDNN_OPTS and the
+    CPU. TensorFlow's own check, which its public API does not expose."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def resolve_here(asked: str) -> tuple[str, str, str, Cpu]:
@@ -612,6 +632,7 @@ def count_outcomes(featurized: DataFrame) -> tuple[dict[str, Any], list[dict[str
             "precision": row["precision"],
             "why": row["precision_reason"],
             "tensorflow_threads": int(row["tensorflow_threads"]),
+            "onednn": row["tensorflow_onednn"] == "true",
             "batch_size": int(row["batch_size"]),
             "images": int(row["count"]),
         }
