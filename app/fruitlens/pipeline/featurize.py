@@ -66,7 +66,7 @@ FEATURIZED = StructType(
 # AMX); on an AVX2-only AMD EPYC Zen 3 (c6a/m6a) it ran Eigen's. There oneDNN's float32 kernels
 # made the featurize stage 1.11-1.13x faster (600 images, local[2], alternated) with the same
 # features (cosine >= 0.9999999, largest difference 8e-7) and the same PCA k, classifier and
-# scores: bench/README.md, "Results", 2026-12-05 14:35.
+# scores: bench/README.md, "Results", 2026-12-05 14:45.
 WORKER_ENVIRONMENT = {"TF_ENABLE_ONEDNN_OPTS": "1"}
 
 FP32 = "fp32"
@@ -186,7 +186,9 @@ def choose_precision(
 # EPYC Zen 3 (AVX2 alone) 16 made the featurize stage of 4 800 images 1.0-8.6 % faster than 64
 # in five alternated pairs, with a 5-11 % smaller peak (bench/README.md, 2026-12-05), and the
 # bare loop put 16 first in five of its six runs on CPUs without AVX-512 (five Zen 3, one Zen 4
-# whose VM hid AVX-512). Other AVX2 CPUs (Zen 2, Intel before Skylake-SP) were not measured.
+# whose VM hid AVX-512). Those ran Eigen's kernels; with oneDNN's (WORKER_ENVIRONMENT) three
+# alternated pairs on the Zen 3's 4 800 images split even (166.9 s at 16, 166.6 s at 64). Other
+# AVX2 CPUs (Zen 2, Intel before Skylake-SP) were not measured.
 BATCH_SIZE_AVX512 = 64
 BATCH_SIZE_OTHER = 16
 
