@@ -124,10 +124,12 @@ def test_only_sessions_that_featurize_set_up_their_workers_for_tensorflow():
     config = Config(jars_dir=jars)
     # Their daemons preload TensorFlow, and it runs oneDNN's kernels whatever the CPU.
     wanted = {python_daemon.PRELOAD_TENSORFLOW: "1", **featurize.WORKER_ENVIRONMENT}
+    featurizing = session.spark_settings(config, featurizes=True)
+    others = session.spark_settings(config)  # train, evaluate: no VGG16
     for name, value in wanted.items():
         key = f"spark.executorEnv.{name}"
-        assert session.spark_settings(config, featurizes=True)[key] == value
-        assert key not in session.spark_settings(config)  # train, evaluate: no VGG16
+        assert featurizing[key] == value
+        assert key not in others
     # The user's own --spark-conf wins: oneDNN's kernels can be turned off.
     off = "spark.executorEnv.TF_ENABLE_ONEDNN_OPTS=0"
     mine = session.spark_settings(Config(jars_dir=jars, spark_conf=[off]), featurizes=True)
