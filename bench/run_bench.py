@@ -59,6 +59,7 @@ TARGETS = {
     "fruitlens_auto_vs_keras_same_precision": (">=", 0.95),
     "fruitlens_auto_vs_keras_same_precision_largest_scale": (">=", 0.95),
     "fruitlens_auto_vs_openvino_bf16": (">=", 0.8),
+    "fruitlens_auto_vs_openvino_bf16_largest_scale": (">=", 0.8),
     "fixed_cost_s_1x": ("<=", 25.0),
 }
 # Issue 12's speed-up of `auto` over bare Keras float32, by the CPU's best bf16 instructions;
@@ -542,6 +543,11 @@ class Bench:
             "fruitlens_auto_vs_bf16_roofline": ratio(auto_rate, bf16_roof),
             "fruitlens_auto_vs_openvino_bf16": ratio(
                 auto_rate, values["openvino_images_per_s"].get("bf16")
+            ),
+            # OpenVINO's figure is a loop's, without its compile: like bare Keras, set beside
+            # the 1x stage and the largest one, whose fixed part weighs 8x less.
+            "fruitlens_auto_vs_openvino_bf16_largest_scale": ratio(
+                largest.get("featurize_images_per_s"), values["openvino_images_per_s"].get("bf16")
             ),
             "fixed_cost_s_1x": auto.get("fixed_cost_s") or first.get("fixed_cost_s"),
         }
