@@ -544,8 +544,8 @@ class Bench:
             "fruitlens_auto_vs_openvino_bf16": ratio(
                 auto_rate, values["openvino_images_per_s"].get("bf16")
             ),
-            # OpenVINO's figure is a loop's, without its compile: like bare Keras, set beside
-            # the 1x stage and the largest one, whose fixed part weighs 8x less.
+            # OpenVINO's figure is a warm loop's, without its compile: like bare Keras's, it is
+            # set beside the 1x stage and the largest one, whose fixed part weighs least.
             "fruitlens_auto_vs_openvino_bf16_largest_scale": ratio(
                 largest.get("featurize_images_per_s"), values["openvino_images_per_s"].get("bf16")
             ),
