@@ -81,6 +81,10 @@ TUNING = {
 LOOPBACK = "127.0.0.1"
 
 
+SIMPLIFIED_TRACEBACK = "spark.sql.execution.pyspark.udf.simplifiedTraceback.enabled"
+SIMPLIFIED_TRACEBACK_VARIABLE = "SPARK_SIMPLIFIED_TRACEBACK"
+
+
 def launched_by_spark_submit() -> bool:
     # spark-submit runs the Python driver with a gateway to its own JVM already open.
     return "PYSPARK_GATEWAY_PORT" in os.environ
@@ -230,6 +234,12 @@ def spark_settings(
         # the workers are forked from (python_daemon.py). A session that only trains or scores
         # stored features would pay that import for nothing.
         settings[f"spark.executorEnv.{python_daemon.PRELOAD_TENSORFLOW}"] = "1"
+        # Spark keys its Python daemons by the workers' environment, and its SQL runners add this
+        # variable while Spark SQL's simplified tracebacks are on (the default): given to every
+        # Python function, it lets the RDD job that starts the daemon early
+        # (featurize.StartingWorkers) start the one the featurize UDF uses.
+        if chosen.get(SIMPLIFIED_TRACEBACK, "true").strip().lower() == "true":
+            settings[f"spark.executorEnv.{SIMPLIFIED_TRACEBACK_VARIABLE}"] = "1"
         # Here, not at the top: pipeline modules import pandas and NumPy, 0.5 s that every
         # command would pay before it can refuse its flags.
         from fruitlens.pipeline import featurize

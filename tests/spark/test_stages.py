@@ -17,6 +17,7 @@ from pyspark.ml.linalg import Vectors
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from fruitlens import session
 from fruitlens.commands.preflight import InputListing, list_input
 from fruitlens.config import Config
 from fruitlens.outputs import names
@@ -129,6 +130,33 @@ def test_nothing_unread_adds_no_rows_nor_partition(spark: SparkSession, fruits: 
     _, named = named_files(spark, fruits)
     # No union with an empty frame: its task started a second Python daemon (with_unread).
     assert images.with_unread(spark, named, listing_of(fruits).unread) is named
+
+
+def test_the_early_python_job_starts_the_daemon_the_featurize_udf_uses(
+    spark: SparkSession, fruits: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """featurize.StartingWorkers is an RDD job; the featurize UDF's daemon is a SQL runner's,
+    whose key has SPARK_SIMPLIFIED_TRACEBACK. A featurizing session gives every Python function
+    that variable (spark.executorEnv, which is pyspark's `environment`); this tier's does not."""
+
+    def parent(pid: int) -> int:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+    def featurize_daemons() -> set[int]:
+        _, named = named_files(spark, fruits)
+        featurized = featurize.featurize_images(named, SPEC, model_for=pooled_model_for)
+        workers = {row["worker"] for row in featurized.select("worker").collect()}
+        return {parent(int(worker.rsplit("/", 1)[1])) for worker in workers}
+
+    def started() -> set[int]:
+        starting = featurize.start_python_workers(spark)
+        starting.join()
+        return set(starting.daemon_pids)
+
+    without = started()
+    assert without and without.isdisjoint(featurize_daemons())
+    monkeypatch.setitem(spark.sparkContext.environment, session.SIMPLIFIED_TRACEBACK_VARIABLE, "1")
+    assert started() == featurize_daemons()
 
 
 def test_listed_inputs_digest_follows_content_and_pseudonymize(spark: SparkSession, tmp_path):

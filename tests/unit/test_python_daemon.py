@@ -134,3 +134,15 @@ def test_only_sessions_that_featurize_set_up_their_workers_for_tensorflow():
     off = "spark.executorEnv.TF_ENABLE_ONEDNN_OPTS=0"
     mine = session.spark_settings(Config(jars_dir=jars, spark_conf=[off]), featurizes=True)
     assert mine["spark.executorEnv.TF_ENABLE_ONEDNN_OPTS"] == "0"
+
+
+def test_featurizing_sessions_give_every_python_function_the_sql_runners_traceback_variable():
+    """Spark keys its Python daemons by the workers' environment and its SQL runners add this
+    variable: with it everywhere, featurize.StartingWorkers' RDD job starts the UDF's daemon.
+    Where the user turns Spark SQL's simplified tracebacks off, no runner adds it."""
+    jars = str(paths.cache_dir() / "jars")
+    key = f"spark.executorEnv.{session.SIMPLIFIED_TRACEBACK_VARIABLE}"
+    assert session.spark_settings(Config(jars_dir=jars), featurizes=True)[key] == "1"
+    assert key not in session.spark_settings(Config(jars_dir=jars))
+    off = Config(jars_dir=jars, spark_conf=[f"{session.SIMPLIFIED_TRACEBACK}=false"])
+    assert key not in session.spark_settings(off, featurizes=True)

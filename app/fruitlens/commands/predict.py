@@ -43,10 +43,17 @@ def predict_command(config: Config) -> dict[str, Any]:
     commit = OutputCommit.begin(output, storage)
     # The model is read through s3a, so only once the session has the jars and settings.
     spark = session.start_session(config, "fruitlens-predict", listing.files, featurizes=True)
+    starting = featurize.start_python_workers(spark)  # while the driver lists and plans
     model, _ = classify.load(str(config.model), storage)
     with report.stage("featurize"), session.job_description(spark, "featurize"):
         result = featurize.featurize_and_count(
-            spark, config, resolved, listing.unread, card.image_size, require_label=False
+            spark,
+            config,
+            resolved,
+            listing.unread,
+            card.image_size,
+            require_label=False,
+            starting=starting,
         )
     report.record_featurization(result)
     report.sections["listing"] = listing.describe_hidden()
