@@ -208,13 +208,22 @@ def featurizing_executors(core: Any, driver: str) -> set[str]:
         if not applications:
             return set()
         app = applications[0]["id"]
-        # One job runs at a time in the driver: while featurize runs, busy executors run its tasks.
-        if not any(
-            job["status"] == "RUNNING" and job.get("description") == "featurize"
+        # The tasks themselves, not the executors' active task counts: the job that starts the
+        # Python workers (featurize.StartingWorkers) runs beside the featurize stage's probe.
+        stages = [
+            stage
             for job in get(f"applications/{app}/jobs")
-        ):
-            return set()
-        return {e["id"] for e in get(f"applications/{app}/executors") if e["activeTasks"] > 0}
+            if job["status"] == "RUNNING" and job.get("description") == "featurize"
+            for stage in job["stageIds"]
+        ]
+        return {
+            task["executorId"]
+            for stage in stages
+            for attempt in get(f"applications/{app}/stages/{stage}")
+            if attempt["status"] == "ACTIVE"
+            for task in (attempt.get("tasks") or {}).values()
+            if task["status"] == "RUNNING"
+        }
     except (ApiException, ValueError):  # the UI is not up yet, or just went away
         return set()
 
