@@ -293,7 +293,8 @@ def resolve_here(asked: str) -> tuple[str, str, str, Cpu]:
     return precision, reason, f"{socket.gethostname()}/{os.getpid()}", cpu
 
 
-LOCAL_MASTER = re.compile(r"local\[(\d+|\*)(?:,\d+)?\]")
+# Spark's local masters: `local` (one core), `local[N]`, `local[*]`, `local[N,retries]`.
+LOCAL_MASTER = re.compile(r"local(?:\[(\d+|\*)(?:,\d+)?\])?")
 
 
 def tensorflow_threads(conf: Mapping[str, str]) -> int:
@@ -311,9 +312,8 @@ def tensorflow_threads(conf: Mapping[str, str]) -> int:
     master = conf.get("spark.master", "local")
     local = LOCAL_MASTER.fullmatch(master)
     if local:
-        executor_cores = (os.cpu_count() or 1) if local.group(1) == "*" else int(local.group(1))
-    elif master == "local":
-        executor_cores = 1
+        cores = local.group(1) or "1"
+        executor_cores = (os.cpu_count() or 1) if cores == "*" else int(cores)
     else:
         executor_cores = int(conf.get("spark.executor.cores", "1"))
     return max(task_cpus, min(executor_cores, 2 * task_cpus))
@@ -669,7 +669,7 @@ def precision_summary(
 def warm_up_tasks(conf: Mapping[str, str]) -> int:
     """One task per executor the session asks for; a local session is one executor."""
     master = conf.get("spark.master", "local")
-    if master == "local" or LOCAL_MASTER.fullmatch(master):
+    if LOCAL_MASTER.fullmatch(master):
         return 1
     return int(conf.get("spark.executor.instances", "1"))
 
