@@ -23,7 +23,9 @@
    daemon imports them once, before it forks any worker, and each worker starts with them
    loaded (copy-on-write: their pages are shared, not copied). Importing runs no TensorFlow
    op, so no thread pool nor device exists yet to be lost in the fork: each worker still
-   sets its own thread counts and builds its own model (featurize._build_model).
+   sets its own thread counts and builds its own model (featurize._build_model). The daemon
+   starts with the session, not at the first featurize task (featurize.StartingWorkers), so
+   that import runs while the driver starts Spark SQL and lists the input.
 
 It is set as `spark.python.daemon.module` (session.TUNING), so the driver's local workers and
 every executor's run it. Drop parts 1-3 once the Spark pin carries their fixes; part 4 is
