@@ -682,14 +682,16 @@ class StartingWorkers(threading.Thread):
     """Starts the executors' Python daemons while the driver starts Spark SQL and lists.
 
     A featurizing session's daemon imports TensorFlow before it forks a worker
-    (python_daemon.py), 3-4 s that the featurize job's first tasks waited for. Commands start
-    this thread right after the session; featurize_and_count waits for it before its first job.
-    It is an RDD job because a SQL one waits for Spark SQL's start. Spark keys its daemons by the
-    workers' environment, and session.spark_settings gives every featurizing session the
-    variable its SQL runners add, so the featurize UDF finds this job's daemon (and its idle
-    worker). On 2 cores (AMD EPYC Zen 3), 600 images, seven alternated pairs: the featurize
-    stage was shorter in six, median 28.5 s against 32.0 s without it (bench/README.md,
-    Results, 2026-12-05 16:32).
+    (python_daemon.py), 3-7 s that the featurize job's first tasks would wait for. Commands
+    start this thread right after the session; featurize_and_count waits for it before its
+    first job. It is an RDD job because a SQL one waits for Spark SQL's start. Spark keys its
+    daemons by the workers' environment, and session.spark_settings gives every featurizing
+    session the variable its SQL runners add, so the featurize UDF finds this job's daemon (and
+    its idle worker). The import overlaps what the driver does before the featurize job, which
+    pays off where executors have cores of their own (a cluster; not measured). Where they
+    share the driver's two cores it is a wash: AMD EPYC Zen 3, 600 images, `local[2]`, five
+    ABBA pairs, featurize stage medians 27.6 s against 27.9 s without it (bench/README.md,
+    Results, 2026-12-05 18:39).
     """
 
     def __init__(self, spark: SparkSession) -> None:
