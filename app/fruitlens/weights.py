@@ -142,6 +142,13 @@ def imagenet_weights_file() -> Path:
         ) from exc
 
 
+def remote_copy(uri: str) -> Path:
+    """Where the driver copies the weights at `uri` (s3a): a folder of its own per URI, so the
+    next run with the same URI replaces the copy and one with another URI keeps it apart."""
+    name = uri.rstrip("/").rsplit("/", 1)[-1]
+    return paths.cache_dir() / "weights" / "remote" / checksum.sha256(uri.encode())[:16] / name
+
+
 def resolve(spec: str, fetch: Any) -> ResolvedWeights:
     """Turn --weights into a local file and its checksum, before Spark does any work.
 
@@ -159,9 +166,7 @@ def resolve(spec: str, fetch: Any) -> ResolvedWeights:
     elif spec == "imagenet":
         local = imagenet_weights_file()
     elif paths.is_s3(spec):
-        name = spec.rstrip("/").rsplit("/", 1)[-1]
-        digest = checksum.sha256(spec.encode())[:16]
-        local = fetch(spec, paths.cache_dir() / "weights" / "remote" / digest / name)
+        local = fetch(spec, remote_copy(spec))
     else:
         local = Path(spec).expanduser()
         if not local.is_file():

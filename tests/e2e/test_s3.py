@@ -16,13 +16,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
-from fruitlens import checksum
+from fruitlens import checksum, weights
 from support.cli import CliResult, run_cli
 from support.gdpr_scan import (
     FAKE_CREDENTIALS,
@@ -92,7 +94,7 @@ class S3Run:
 @pytest.fixture(scope="module")
 def s3_run(
     s3_server: S3Server, fruits360: Path, seeded_weights_file: Path, tmp_path_factory
-) -> S3Run:
+) -> Iterator[S3Run]:
     source = copy_slice(
         fruits360, tmp_path_factory.mktemp("gdpr-in"), {"Training": 4, "Test": 2}, 3
     )
@@ -102,24 +104,31 @@ def s3_run(
     bucket = s3_server.make_bucket(f"gdpr-{uuid.uuid4().hex[:8]}")
     s3_server.upload_tree(source, bucket, "raw")
     s3_server.client().upload_file(str(seeded_weights_file), bucket, WEIGHTS_KEY)
-    result = run_cli(
-        "run",
-        "--input",
-        f"s3a://{bucket}/raw",
-        "--output",
-        f"s3a://{bucket}/{RUN_PREFIX}",
-        "--weights",
-        f"s3a://{bucket}/{WEIGHTS_KEY}",
-        "--pca-k",
-        "2",
-        "--cv-folds",
-        "2",
-        "--pseudonymize",
-        *SPARK_FLAGS,
-        env={"FRUITLENS_S3_ENDPOINT": s3_server.endpoint, **FAKE_CREDENTIALS},
-    )
-    assert result.code == 0, result.stderr[-4000:]
-    return S3Run(bucket, source, gps_class, result, s3_server)
+    weights_uri = f"s3a://{bucket}/{WEIGHTS_KEY}"
+    try:
+        result = run_cli(
+            "run",
+            "--input",
+            f"s3a://{bucket}/raw",
+            "--output",
+            f"s3a://{bucket}/{RUN_PREFIX}",
+            "--weights",
+            weights_uri,
+            "--pca-k",
+            "2",
+            "--cv-folds",
+            "2",
+            "--pseudonymize",
+            *SPARK_FLAGS,
+            env={"FRUITLENS_S3_ENDPOINT": s3_server.endpoint, **FAKE_CREDENTIALS},
+        )
+        assert result.code == 0, result.stderr[-4000:]
+        assert weights.remote_copy(weights_uri).is_file()  # the driver's copy, in the cache
+        yield S3Run(bucket, source, gps_class, result, s3_server)
+    finally:
+        # In the developer's cache (FRUITLENS_CACHE), under this bucket's name, which no later
+        # run names again: 57 MB a test session left there for good otherwise.
+        shutil.rmtree(weights.remote_copy(weights_uri).parent, ignore_errors=True)
 
 
 def assert_no_credentials(result: CliResult, objects: list[OutputObject]) -> None:
