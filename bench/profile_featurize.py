@@ -41,16 +41,19 @@ def main() -> None:
     from pyspark.sql import functions as F
 
     from fruitlens import session, weights
+    from fruitlens.commands.preflight import list_input
     from fruitlens.config import build_config
+    from fruitlens.outputs.storage import Storage
     from fruitlens.pipeline import featurize, images
 
     # The job's own parsing and checks of these settings (environment and files left out).
     config = build_config("run", vars(args), environ={})
     resolved = weights.resolve(config.weights, None)
     spark = session.start_session(config, "fruitlens-profile")
-    files = images.read_binary_files(spark, str(config.input))
+    listing = list_input(config, Storage(config)).listed
+    files = images.read_listed_files(spark, listing)
     named = images.with_names(files, images.qualified_root(spark, str(config.input)))
-    image_size = config.image_size or featurize.native_size(files)
+    image_size = config.image_size or featurize.native_size(spark, listing)
     spec = featurize.shipped_spec(spark, config, resolved, image_size)
     partitions = named.rdd.getNumPartitions()
     listed = named.count()

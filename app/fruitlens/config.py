@@ -300,8 +300,9 @@ class Config:
     )
     jars_dir: str | None = setting(
         None,
-        "Folder caching hadoop-aws and its AWS SDK (fetched from Maven Central on first use); "
-        "default ~/.cache/fruitlens/jars. Example: --jars-dir /opt/jars",
+        "Folder caching hadoop-aws and its AWS SDK (fetched from Maven Central on first use) "
+        "and fruitlens's JVM reader (compiled there once); default ~/.cache/fruitlens/jars. "
+        "Example: --jars-dir /opt/jars",
         (*SPARK_COMMANDS, JARS),
     )
     # --- S3 and GDPR controls ---------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The s3a jars, as pinned by the one jar lock (``data/jars.lock``) and checked on every use.
+"""The jars a run adds to Spark's: the s3a jars, as pinned by the one jar lock
+(``data/jars.lock``) and checked on every use, and fruitlens's JVM reader (reader_jar).
 
 The lock lists each jar as "<sha256>  <path under the Maven repository>"; the image build
 (docker/Dockerfile through docker/fetch.py) bakes exactly those files into /opt/spark/jars, and
@@ -183,8 +184,34 @@ def default_folder() -> Path:
     return paths.cache_dir() / "jars"
 
 
+def reader_path(folder: Path) -> Path:
+    """Where fruitlens's JVM reader for the installed Spark is, or goes, in `folder`."""
+    from fruitlens import reader_jar
+
+    return folder / reader_jar.jar_name(spark_version())
+
+
+def ensure_reader(folder: Path) -> Path:
+    """fruitlens's JVM reader in ``folder``, compiled there by ECJ (fetched into the cache like
+    the s3a jars) when missing."""
+    from fruitlens import jvm_archive, reader_jar
+
+    jar = reader_path(folder)
+    if jar.is_file():
+        return jar
+    [ecj] = fetch_locked(read_lock(reader_jar.COMPILER_LOCK), default_folder() / "compiler")
+    try:
+        return reader_jar.build(
+            folder, ecj, spark_jar("spark-core_2.13").parent, str(jvm_archive.java_binary())
+        )
+    except OSError as exc:  # a read-only folder, or no java to run ECJ with
+        raise JarError(f"cannot compile {jar.name} into {folder}: {exc}") from exc
+
+
 def ensure_jars(folder: str | None = None) -> list[Path]:
-    """The locked jars in ``folder`` (default: the cache), fetched once and verified each time."""
+    """The locked jars and fruitlens's JVM reader in ``folder`` (default: the cache), fetched
+    or compiled once and verified each time."""
     jars = read_lock()
     check_lock_fits_spark(jars, spark_version(), hadoop_version())
-    return fetch_locked(jars, Path(folder) if folder else default_folder())
+    target = Path(folder) if folder else default_folder()
+    return [*fetch_locked(jars, target), ensure_reader(target)]

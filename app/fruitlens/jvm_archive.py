@@ -50,12 +50,13 @@ def archive_path() -> Path:
 
 
 def _class_path_stamp() -> bytes:
-    """What the JVM compares of each jar on the driver's class path (Spark's SLF4J API and the
-    s3a jars in the cache's default folder, then Spark's `jars/*`) with the recording before it
-    maps an archive: the jars in the order it expands them, each the same file (device and
-    inode), of the same size and modification time."""
+    """What the JVM compares of each jar on the driver's class path (Spark's SLF4J API, the
+    s3a jars and the reader in the cache's default folder, then Spark's `jars/*`) with the
+    recording before it maps an archive: the jars in the order it expands them, each the same
+    file (device and inode), of the same size and modification time."""
     stamps = []
-    locked = [jars.default_folder() / jar.file_name for jar in jars.read_lock()]
+    folder = jars.default_folder()
+    locked = [folder / jar.file_name for jar in jars.read_lock()] + [jars.reader_path(folder)]
     ahead = jars.driver_class_path([path for path in locked if path.is_file()])
     for jar in ahead + _listed_jars(jars.pyspark_home() / "jars"):
         status = jar.stat()

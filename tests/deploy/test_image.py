@@ -585,6 +585,11 @@ def test_image_jars_and_weights(built_image: BuiltImage) -> None:
     assert lines[len(names)].split()[0] == built_image.weights_md5
     assert lines[len(names) + 1] == f"/opt/fruitlens/weights/{WEIGHTS_NAME}"
     assert lines[len(names) + 2 : 2 * len(names) + 2] == [f"/opt/spark/jars/{n}" for n in names]
+    # The reader the image compiled is the one the job looks for: the same name, from the same
+    # sources, compiler and Spark version.
+    from fruitlens import jars
+
+    assert lines[2 * len(names) + 2] == str(jars.reader_path(Path("/opt/spark/jars")))
 
 
 @pytest.mark.slow

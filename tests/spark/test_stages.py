@@ -46,8 +46,13 @@ def fruit_tree(root: Path, per_split: dict[str, int]) -> Path:
     return root
 
 
+def listing_of(root: Path | str, **settings) -> InputListing:
+    config = Config(input=str(root), **settings)
+    return list_input(config, Storage(config))
+
+
 def named_files(spark: SparkSession, root: Path) -> tuple[DataFrame, DataFrame]:
-    files = images.read_binary_files(spark, str(root))
+    files = images.read_listed_files(spark, listing_of(root).listed)
     return files, images.with_names(files, images.qualified_root(spark, str(root)))
 
 
@@ -76,7 +81,7 @@ def test_with_names_labels_splits_and_content_ids(spark: SparkSession, odd_tree:
     _, named = named_files(spark, odd_tree)
     by_path = {row["rel_path"]: row for row in named.collect()}
     expected = bad_inputs()
-    # Spark's scan skips the 0-byte file; the listing's Unread accounts for it (next test).
+    # The listing keeps the 0-byte file apart from those to read (next test).
     assert set(by_path) == set(expected) - {"Odd Cases/empty.jpg"}
     accented = by_path["Pépino à l'été 2/d'angle «1».jpg"]
     assert accented["label"] == "Pépino à l'été 2" and accented["split"] is None
@@ -91,9 +96,69 @@ def test_training_and_test_folders_are_the_split(spark: SparkSession, fruits: Pa
     assert splits == {(s, label) for s in ("Training", "Test") for label in COLOURS}
 
 
-def listing_of(root: Path, **settings) -> InputListing:
-    config = Config(input=str(root), **settings)
-    return list_input(config, Storage(config))
+def binary_file_rows(spark: SparkSession, input_uri: str) -> set[tuple[str, int, bytes]]:
+    scanned = images.read_binary_files(spark, input_uri).select("path", "length", "content")
+    return {(row["path"], row["length"], bytes(row["content"])) for row in scanned.collect()}
+
+
+def test_the_reader_reads_what_spark_s_binary_file_source_reads(
+    spark: SparkSession, odd_tree: Path
+):
+    """Every readable listed file, under the path binaryFile gives it (accents, spaces,
+    `a=b` folders), with the same bytes: the naming rule and the content ids rest on both."""
+    read = images.read_listed_files(spark, listing_of(odd_tree).listed).collect()
+    assert {(row["path"], row["length"], bytes(row["content"])) for row in read} == {
+        row for row in binary_file_rows(spark, str(odd_tree)) if row[1] > 0
+    }
+
+
+def test_the_reader_spreads_the_files_in_whole_waves_of_tasks(spark: SparkSession):
+    cores = spark.sparkContext.defaultParallelism
+    assert images.read_tasks(spark, 0) == 1
+    assert images.read_tasks(spark, 3) == min(3, cores)
+    full = images.FILES_PER_READ_TASK * cores
+    assert images.read_tasks(spark, 10 * full) == 10 * cores
+    assert images.read_tasks(spark, 10 * full + 1) == 11 * cores
+
+
+def test_a_listed_file_gone_before_its_read_fails_the_job_naming_it(
+    spark: SparkSession, tmp_path: Path
+):
+    root = fruit_tree(tmp_path / "in", {"Training": 2})
+    listed = listing_of(root).listed
+    gone = root / "Training" / "Lime" / "1.jpg"
+    gone.unlink()
+    with pytest.raises(Exception, match=r"Lime/1\.jpg"):
+        images.read_listed_files(spark, listed).collect()
+
+
+def s3a_requests(spark: SparkSession, uri: str) -> dict[str, int]:
+    """The HEAD and GET requests s3a has sent for `uri`'s bucket in this JVM (its counters)."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    statistics = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    counters = statistics.getIOStatistics().counters()
+    return {
+        method: counters.get(f"action_http_{method.lower()}_request") for method in ("HEAD", "GET")
+    }
+
+
+def test_the_reader_gets_each_s3_object_with_one_request(
+    spark: SparkSession, s3_server: S3Server, fruits: Path
+):
+    """binaryFile spent two HEAD requests before each GET; the listing's lengths spare both."""
+    bucket = s3_server.make_bucket(f"reader-{uuid.uuid4().hex[:8]}")
+    files = s3_server.upload_tree(fruits, bucket, "in")
+    uri = f"s3a://{bucket}/in"
+    listed = listing_of(uri, s3_endpoint=s3_server.endpoint).listed
+    before = s3a_requests(spark, uri)
+    read = images.read_listed_files(spark, listed).collect()
+    after = s3a_requests(spark, uri)
+    assert len(read) == files
+    assert {method: after[method] - before[method] for method in after} == {"HEAD": 0, "GET": files}
+    assert {(row["path"], bytes(row["content"])) for row in read} == {
+        (path, content) for path, _, content in binary_file_rows(spark, uri)
+    }
 
 
 def test_empty_and_oversized_files_become_rejections_from_the_listing(
@@ -102,7 +167,7 @@ def test_empty_and_oversized_files_become_rejections_from_the_listing(
     sizes = {path.name: path.stat().st_size for path in odd_tree.rglob("*") if path.is_file()}
     limit = sorted(set(sizes.values()))[-2]  # the largest file alone is over it
     largest = max(sizes, key=sizes.__getitem__)
-    rows = images.unread_files(spark, listing_of(odd_tree, max_file_bytes=limit).unread)
+    rows = images.unread_files(spark, listing_of(odd_tree, max_file_bytes=limit).listed)
     by_name = {row["path"].rsplit("/", 1)[-1]: row for row in rows.collect()}
     assert set(by_name) == {"empty.jpg", largest}
     assert by_name["empty.jpg"]["reason"] == "empty_file"
@@ -123,13 +188,13 @@ def test_the_listing_goes_into_folder_links_as_spark_s_does(spark: SparkSession,
     (root / "Training" / "Linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     indexed = images.read_binary_files(spark, str(root)).inputFiles()
     linked = [images.hadoop_path_string(uri) for uri in indexed if "/Linked/" in uri]
-    assert linked and listing_of(root).unread.empty == linked  # the same path, in Spark's form
+    assert linked and listing_of(root).listed.empty == linked  # the same path, in Spark's form
 
 
 def test_nothing_unread_adds_no_rows_nor_partition(spark: SparkSession, fruits: Path):
     _, named = named_files(spark, fruits)
     # No union with an empty frame: its task started a second Python daemon (with_unread).
-    assert images.with_unread(spark, named, listing_of(fruits).unread) is named
+    assert images.with_unread(spark, named, listing_of(fruits).listed) is named
 
 
 def test_the_early_python_job_starts_the_daemon_the_featurize_udf_uses(
@@ -163,14 +228,15 @@ def test_listed_inputs_digest_follows_content_and_pseudonymize(spark: SparkSessi
     root = fruit_tree(tmp_path / "in", {"Training": 2})
     plain = Config(input=str(root))
     hidden = Config(input=str(root), pseudonymize=True)
-    unread = listing_of(root).unread
-    listed = images.listed_inputs(spark, hidden, unread)
+    files = listing_of(root).listed
+    listed = images.listed_inputs(spark, hidden, files)
     assert all(row["path"] == row["image_id"] for row in listed.collect())
-    before = images.inputs_digest(images.listed_inputs(spark, plain, unread))
+    before = images.inputs_digest(images.listed_inputs(spark, plain, files))
     assert before != images.inputs_digest(listed)
-    assert before == images.inputs_digest(images.listed_inputs(spark, plain, unread))  # stable
+    assert before == images.inputs_digest(images.listed_inputs(spark, plain, files))  # stable
     (root / "Training" / "Lime" / "0.jpg").write_bytes(rgb_jpeg((1, 2, 3)))
-    assert before != images.inputs_digest(images.listed_inputs(spark, plain, unread))
+    relisted = listing_of(root).listed  # as each run lists its input afresh
+    assert before != images.inputs_digest(images.listed_inputs(spark, plain, relisted))
 
 
 def test_paths_with_ids_finds_the_sources_of_content_ids(spark: SparkSession, fruits: Path):
@@ -200,7 +266,7 @@ def test_featurize_images_gives_features_or_the_expected_reason(
 def test_counts_split_rows_into_processed_and_rejected(spark: SparkSession, odd_tree: Path):
     _, named = named_files(spark, odd_tree)
     out = featurize.featurize_images(named, SPEC, model_for=pooled_model_for)
-    every = images.with_unread(spark, out, listing_of(odd_tree).unread)
+    every = images.with_unread(spark, out, listing_of(odd_tree).listed)
     counts, workers = featurize.count_outcomes(every)
     expected = [reason for _, reason in bad_inputs().values()]
     # Who featurized what: the one worker's facts, once, for every processed image.
@@ -251,7 +317,7 @@ def test_native_size_is_the_commonest_side(spark: SparkSession, tmp_path):
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
         (tmp_path / f"{i}.png").write_bytes(buffer.getvalue())
-    assert featurize.native_size(images.read_binary_files(spark, str(tmp_path))) == 64
+    assert featurize.native_size(spark, listing_of(tmp_path).listed) == 64
 
 
 def listing_jobs(spark: SparkSession, input_uri: str) -> tuple[int, int]:

@@ -38,7 +38,7 @@ def test_seeded_vgg16_from_a_file_in_spark_matches_the_model_run_in_the_driver(
     config = Config(input=str(tmp_path / "in"), weights=str(seeded_weights_file), precision="fp32")
 
     listing = list_input(config, Storage(config))
-    result = featurize.featurize_and_count(spark, config, resolved, listing.unread)
+    result = featurize.featurize_and_count(spark, config, resolved, listing.listed)
 
     assert result.counts == {"listed": 3, "processed": 3, "rejected": 0, "rejected_by_reason": {}}
     assert result.spec.image_size == 64  # the images' own size

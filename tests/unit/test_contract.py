@@ -428,7 +428,7 @@ def test_a_run_on_one_flat_class_without_training_is_not_refused():
     from fruitlens.pipeline import images
 
     listing = preflight.InputListing(
-        files=3, classes={None: {"Apple"}}, unread=images.Unread(max_file_bytes=1)
+        files=3, classes={None: {"Apple"}}, listed=images.Listed(max_file_bytes=1)
     )
     preflight.require_trainable(config.build_config("run", {"config": None}, {}), listing)
     assert images.class_rule("Apple/1.jpg") == ("Apple", None, None)

@@ -1,4 +1,5 @@
-"""The one jar lock: it fits the installed pyspark, and fetching honours its checksums.
+"""The one jar lock: it fits the installed pyspark, and fetching honours its checksums; and
+fruitlens's JVM reader, compiled once per source, compiler and Spark.
 
 Maven Central is stood in for by the file_server fixture, a folder served over HTTP on loopback
 and laid out as a Maven repository; the jars are small files whose sha256 the test lock pins.
@@ -7,6 +8,8 @@ and laid out as a Maven repository; the jars are small files whose sha256 the te
 from __future__ import annotations
 
 import hashlib
+import shutil
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -78,3 +81,34 @@ def test_a_malformed_lock_line_is_named(tmp_path: Path) -> None:
     lock.write_text("abc  org/x.jar\n")
     with pytest.raises(jars.JarError, match=r"jars.lock:1: expected"):
         jars.read_lock(lock)
+
+
+# --- fruitlens's JVM reader, compiled by the pinned ECJ --------------------------------------
+def test_the_reader_jar_is_named_after_its_sources_the_compiler_and_spark(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fruitlens import reader_jar
+
+    named = reader_jar.jar_name("4.0.4")
+    assert named == reader_jar.jar_name("4.0.4") != reader_jar.jar_name("4.0.5")
+    sources = tmp_path / "java"
+    shutil.copytree(reader_jar.SOURCES, sources)
+    monkeypatch.setattr(reader_jar, "SOURCES", sources)
+    assert reader_jar.jar_name("4.0.4") == named
+    [source] = sources.rglob("ReadListedFiles.java")
+    source.write_text(source.read_text() + "\n// changed\n")
+    assert reader_jar.jar_name("4.0.4") != named
+    # The image build reads Spark's version off its jars folder, as pyspark's own jars have it.
+    assert reader_jar.spark_version_of(jars.spark_jar("spark-core_2.13").parent) == (
+        jars.spark_version()
+    )
+
+
+def test_the_reader_jar_is_compiled_once_into_the_folder(tmp_path: Path) -> None:
+    jar = jars.ensure_reader(tmp_path)
+    assert jar == jars.reader_path(tmp_path)
+    with zipfile.ZipFile(jar) as archive:
+        assert "fruitlens/spark/ReadListedFiles.class" in archive.namelist()
+    made = jar.stat().st_mtime_ns
+    assert jars.ensure_reader(tmp_path) == jar and jar.stat().st_mtime_ns == made
+    assert [path.name for path in tmp_path.iterdir()] == [jar.name]  # nothing half-written left

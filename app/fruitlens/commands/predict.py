@@ -50,7 +50,7 @@ def predict_command(config: Config) -> dict[str, Any]:
             spark,
             config,
             resolved,
-            listing.unread,
+            listing.listed,
             card.image_size,
             require_label=False,
             starting=starting,

@@ -38,7 +38,7 @@ def require_input(config: Config, storage: Storage) -> str:
         if loop:
             raise UsageError(
                 f"input {config.input} holds a symbolic link loop: {loop[0]} -> {loop[1]}; "
-                "Spark's listing would follow it dozens of times (one image, many rows): "
+                "the listing would follow it dozens of times (one image, many rows): "
                 "remove the link"
             )
     return config.input
@@ -53,8 +53,8 @@ class InputListing:
     hidden: int = 0
     classes: dict[str | None, set[str]] = field(default_factory=dict)  # split -> class names
     labelled: Counter[str | None] = field(default_factory=Counter)  # split -> files with a class
-    # Empty or over --max-file-bytes: the listing alone tells them apart (images.Unread).
-    unread: images.Unread = field(kw_only=True)
+    # Each file by size, the empty and oversized ones apart (rejected unread).
+    listed: images.Listed = field(kw_only=True)
 
     def describe_hidden(self) -> dict[str, Any]:
         """run.json's `listing`: what Spark's listing leaves out, outside the image counts."""
@@ -66,14 +66,14 @@ class InputListing:
 
 
 def list_input(config: Config, storage: Storage) -> InputListing:
-    listing = InputListing(unread=images.Unread(config.max_file_bytes))
+    listing = InputListing(listed=images.Listed(config.max_file_bytes))
     # Into folder links, as Spark's listing goes: require_input refused loops.
     for uri, relative, size in storage.list_files(str(config.input), follow_links=True):
         if paths.is_hidden(relative):
             listing.hidden += 1
             continue
         listing.files += 1
-        listing.unread.note(uri, size)
+        listing.listed.note(uri, size)
         label, split, refusal = images.class_rule(relative)
         if refusal is None:
             listing.classes.setdefault(split, set()).add(str(label))

@@ -48,14 +48,14 @@ def run_command(config: Config) -> dict[str, Any]:
     # A committed run without a pca section stopped short (too few images): never kept.
     if config.incremental and previous.get("fingerprint") and "pca" in previous:
         with report.stage("fingerprint"):
-            listed = images.inputs_digest(images.listed_inputs(spark, config, listing.unread))
+            listed = images.inputs_digest(images.listed_inputs(spark, config, listing.listed))
         if run_fingerprint(config, listed, resolved) == previous["fingerprint"]:
             return keep_committed_run(previous, report, commit)
     starting = featurize.start_python_workers(spark)  # while the driver lists and plans
     stored, stored_size = featurize.stored_features(spark, config, previous, resolved)
     with report.stage("featurize"), session.job_description(spark, "featurize"):
         result = featurize.featurize_and_count(
-            spark, config, resolved, listing.unread, stored_size, stored=stored, starting=starting
+            spark, config, resolved, listing.listed, stored_size, stored=stored, starting=starting
         )
     report.record_featurization(result)
     report.sections["listing"] = listing.describe_hidden()

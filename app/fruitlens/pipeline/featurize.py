@@ -20,6 +20,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -483,10 +484,12 @@ class Featurized:
     precision: dict[str, Any]  # run.json's precision section: asked, used, each worker's CPU
 
 
-def native_size(files: DataFrame) -> int:
+def native_size(spark: SparkSession, listed: images.Listed) -> int:
     """The images' own side length: the commonest larger side among the first files."""
     sizes = Counter()
-    for row in files.select("content").limit(SIZE_PROBE_FILES).collect():
+    first = dict(islice(listed.readable.items(), SIZE_PROBE_FILES))
+    probe = images.Listed(listed.max_file_bytes, readable=first)
+    for row in images.read_listed_files(spark, probe).select("content").collect():
         found = decode.image_size(row["content"] or b"")
         if found:
             sizes[max(found)] += 1
@@ -514,33 +517,30 @@ def featurize_input(
     spark: SparkSession,
     config: Config,
     resolved: weights.ResolvedWeights,
-    unread: images.Unread,
+    listed: images.Listed,
     image_size: int | None,
     require_label: bool,
     stored: DataFrame | None = None,
     counter: Accumulator[int] | None = None,
-) -> tuple[DataFrame, FeaturizerSpec, int]:
-    """Read, name and featurize every file under --input (cached for reuse), and how many files
-    Spark's listing holds (known before any image is read: the progress line's total).
-    `unread`: the files the driver's listing found empty or too large (not read, rejected).
+) -> tuple[DataFrame, FeaturizerSpec]:
+    """Read, name and featurize every file the driver's listing found (cached for reuse); those
+    it found empty or too large become rejections unread.
 
     `stored` (image_id, features) are features of an earlier run made with the same weights and
     size: images whose content id is among them are not featurized again. `counter` counts the
     files the network has gone through.
     """
-    files = images.read_binary_files(spark, str(config.input))
-    readable = images.within_size_limit(files, config.max_file_bytes)
-    root = images.qualified_root(spark, str(config.input))
-    named = images.with_names(readable, root)
+    files = images.read_listed_files(spark, listed)
+    named = images.with_names(files, images.qualified_root(spark, str(config.input)))
     spec = shipped_spec(
-        spark, config, resolved, image_size or config.image_size or native_size(readable)
+        spark, config, resolved, image_size or config.image_size or native_size(spark, listed)
     )
     if stored is None:
         computed = featurize_images(named, spec, require_label, counter)
     else:
         computed = reuse_stored_features(named, stored, spec, require_label, counter)
-    every_file = images.with_unread(spark, computed, unread)
-    return images.as_written(every_file, config).persist(), spec, len(files.inputFiles())
+    every_file = images.with_unread(spark, computed, listed)
+    return images.as_written(every_file, config).persist(), spec
 
 
 def reuse_stored_features(
@@ -720,21 +720,21 @@ def featurize_and_count(
     spark: SparkSession,
     config: Config,
     resolved: weights.ResolvedWeights,
-    unread: images.Unread,
+    listed: images.Listed,
     image_size: int | None = None,
     require_label: bool = True,
     stored: DataFrame | None = None,
     starting: StartingWorkers | None = None,
 ) -> Featurized:
-    """Every file Spark lists under --input accounted for, as processed or rejected, or a
-    Failure.
+    """Every file the driver listed under --input accounted for, as processed or rejected, or
+    a Failure.
 
     While the images go through the network, a progress line shows how far it has got.
     `starting`: the Python workers started with the session, waited for before the first job.
     """
     counter = spark.sparkContext.accumulator(0)
-    featurized, spec, listed = featurize_input(
-        spark, config, resolved, unread, image_size, require_label, stored, counter
+    featurized, spec = featurize_input(
+        spark, config, resolved, listed, image_size, require_label, stored, counter
     )
     if starting is not None:
         # Its featurize tasks would wait for the same daemon; after it, the progress line and
@@ -742,7 +742,7 @@ def featurize_and_count(
         starting.join()
     line = progress.Progress(
         "featurize",
-        listed,
+        listed.files,
         done=lambda: counter.value,
         tasks=lambda: progress.stage_tasks(spark.sparkContext),
         interval_s=config.progress_interval,
@@ -751,9 +751,11 @@ def featurize_and_count(
         counts, workers = count_outcomes(featurized)  # the first action: every image goes through
         line.finish(counts["listed"])
     digest = images.inputs_digest(featurized)
-    # The rows come from Spark's scan and the driver's listing: they must tell the same story.
-    if counts["listed"] != listed:
-        raise Failure(f"image accounting broken: Spark listed {listed} files, rows say {counts}")
+    # One row per file the driver listed, read or not, whatever the joins on the way.
+    if counts["listed"] != listed.files:
+        raise Failure(
+            f"image accounting broken: the listing found {listed.files} files, rows say {counts}"
+        )
     reused = featurized.where(F.col("reused")).count() if stored is not None else None
     return Featurized(
         processed_rows(featurized),
@@ -768,6 +770,6 @@ def featurize_and_count(
 
 
 def compact(frame: DataFrame) -> DataFrame:
-    """One partition per core for the feature tables (2 KB a row): the scan's split, one task per
-    ~128 files, would make each PCA and cross-validation iteration a job of hundreds of tasks."""
+    """One partition per core for the feature tables (2 KB a row): the reader's split, up to 128
+    files a task, would make each PCA and cross-validation iteration a job of hundreds of tasks."""
     return frame.coalesce(frame.sparkSession.sparkContext.defaultParallelism)

@@ -1,4 +1,8 @@
-"""Listing images with Spark's binaryFile source and naming them: id, label, split.
+"""Reading the listed images and naming them: id, label, split.
+
+The driver lists the input before Spark starts (commands.preflight); the files it found are
+read by fruitlens's JVM reader (read_listed_files). Spark's binaryFile source is left to what
+has no listing: finding an erased image's sources (paths_with_ids).
 
 The class rule: the class is the first folder under the input root, or under Training/ or
 Test/ when that is the top folder (the split); labels are folder names kept byte for byte
@@ -20,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql.types import BinaryType, LongType, StringType, StructField, StructType
 
 from fruitlens import checksum
 from fruitlens.config import Config
@@ -35,7 +39,8 @@ INPUT_FIELDS = ("image_id", "path", "label", "split")
 
 
 def read_binary_files(spark: SparkSession, input_uri: str) -> DataFrame:
-    """Every file under the input, recursively. Hidden files (.x, _x) are skipped by Spark."""
+    """Every file under the input, recursively, listed by Spark. Hidden files (.x, _x) are
+    skipped, as the driver's listing skips them."""
     return (
         spark.read.format("binaryFile")
         # Folder names like "a=b" must stay labels, not become partition columns.
@@ -93,28 +98,85 @@ def with_names(files: DataFrame, root: str) -> DataFrame:
     )
 
 
-def within_size_limit(files: DataFrame, max_file_bytes: int) -> DataFrame:
-    """The files whose bytes may be read. binaryFile applies a filter on `length` to the
-    listing (pushed down), so a larger file's content is never loaded."""
-    return files.where(F.col("length") <= F.lit(max_file_bytes))
-
-
 @dataclass
-class Unread:
-    """Listed files that Spark's scan does not read, told apart by the listing's sizes: 0-byte
-    files (the scan skips them without a trace) and files over --max-file-bytes. They become
-    rejections with no request to the storage; a scan for them, whatever its columns, cost a
-    HEAD per file over s3a (binaryFile's getFileStatus). Paths in the scan's form."""
+class Listed:
+    """Every file the driver's listing found, by size, in Spark's path form (normalize_path):
+    those to read, and those the listing alone turns into rejections, with no request to the
+    storage: 0-byte files and files over --max-file-bytes."""
 
     max_file_bytes: int
+    readable: dict[str, int] = field(default_factory=dict)  # path -> bytes
     empty: list[str] = field(default_factory=list)
     oversized: dict[str, int] = field(default_factory=dict)  # path -> bytes
 
     def note(self, uri: str, size: int) -> None:
+        path = normalize_path(uri)
         if size == 0:
-            self.empty.append(normalize_path(uri))
+            self.empty.append(path)
         elif size > self.max_file_bytes:
-            self.oversized[normalize_path(uri)] = size
+            self.oversized[path] = size
+        else:
+            self.readable[path] = size
+
+    @property
+    def files(self) -> int:
+        return len(self.readable) + len(self.empty) + len(self.oversized)
+
+
+# What fruitlens's reader (java/fruitlens/spark/ReadListedFiles.java) is given and gives back.
+LISTED_SCHEMA = StructType(
+    [StructField("path", StringType(), False), StructField("length", LongType(), False)]
+)
+READ_SCHEMA = StructType([*LISTED_SCHEMA.fields, StructField("content", BinaryType(), False)])
+# Files a read task holds at most: as many as Spark's file scan puts in one task when each small
+# file counts as 1 MiB (session.TUNING's openCostInBytes) of its 128 MiB per task.
+FILES_PER_READ_TASK = 128
+# Reads in flight per task: enough to hide S3's ~20 ms per request behind each other, within a
+# memory bound that a few files of --max-file-bytes (50 MB by default) can reach.
+READS_IN_FLIGHT = 16
+READ_BYTES_IN_FLIGHT = 64 << 20
+
+
+def read_tasks(spark: SparkSession, files: int) -> int:
+    """Tasks of at most FILES_PER_READ_TASK files, in whole waves of one task per core.
+
+    Spark's file scan fills each task to the brim and leaves the rest to the last: 600 images
+    on two cores made tasks of 128, 128, 128, 128 and 88, whose last wave kept one core idle
+    while the other featurized 88 images. Six tasks of 100 keep both busy to the end.
+    """
+    cores = spark.sparkContext.defaultParallelism
+    waves = max(1, -(-files // (cores * FILES_PER_READ_TASK)))
+    return max(1, min(files, cores * waves))
+
+
+def read_listed_files(spark: SparkSession, listed: Listed) -> DataFrame:
+    """(path, length, content) of each readable listed file.
+
+    Read by fruitlens's JVM reader rather than Spark's binaryFile source: binaryFile asks for
+    each file's status, and s3a's open asks again, two HEAD requests before each GET, one file
+    after another in a task. The listing knows the lengths, so the reader opens each file with
+    its length (one GET over s3a) and keeps several reads in flight per task (bench/README.md,
+    "S3's latency per request"). The listing reaches the JVM as Arrow (a pandas frame), spread
+    over read_tasks partitions.
+    """
+    jvm = spark.sparkContext._jvm
+    if not listed.readable:
+        # An empty pandas frame would go through a Python RDD (see with_unread).
+        return spark.createDataFrame(spark.sparkContext.emptyRDD(), READ_SCHEMA)
+    frame = spark.createDataFrame(
+        pd.DataFrame(list(listed.readable.items()), columns=LISTED_SCHEMA.names), LISTED_SCHEMA
+    ).repartition(read_tasks(spark, len(listed.readable)))
+    reader = jvm.fruitlens.spark.ReadListedFiles(
+        jvm.org.apache.spark.util.SerializableConfiguration(
+            spark.sparkContext._jsc.hadoopConfiguration()
+        ),
+        READS_IN_FLIGHT,
+        READ_BYTES_IN_FLIGHT,
+    )
+    encoder = jvm.org.apache.spark.sql.Encoders.row(
+        spark._jsparkSession.parseDataType(READ_SCHEMA.json())
+    )
+    return DataFrame(frame._jdf.mapPartitions(reader, encoder), spark)
 
 
 UNREAD_SCHEMA = StructType(
@@ -122,20 +184,20 @@ UNREAD_SCHEMA = StructType(
 )
 
 
-def unread_files(spark: SparkSession, unread: Unread) -> DataFrame:
+def unread_files(spark: SparkSession, listed: Listed) -> DataFrame:
     """The unread files as rejections. An oversized file's bytes are not hashed: its image_id
     is the SHA-256 of its path; an empty file's is the SHA-256 of nothing."""
     rows = [
-        (checksum.sha256(b""), path, decode.EMPTY_FILE, "0-byte file: Spark's scan skips it")
-        for path in unread.empty
+        (checksum.sha256(b""), path, decode.EMPTY_FILE, "0-byte file: nothing to read")
+        for path in listed.empty
     ] + [
         (
             checksum.sha256(path.encode("utf-8")),
             path,
             decode.FILE_TOO_LARGE,
-            f"{size} bytes exceeds max_file_bytes={unread.max_file_bytes}",
+            f"{size} bytes exceeds max_file_bytes={listed.max_file_bytes}",
         )
-        for path, size in unread.oversized.items()
+        for path, size in listed.oversized.items()
     ]
     # From pandas the rows reach the JVM as Arrow batches (spark.sql.execution.arrow.pyspark
     # .enabled, session.TUNING), when there are any (see with_unread). From a Python list they
@@ -156,7 +218,7 @@ def unread_files(spark: SparkSession, unread: Unread) -> DataFrame:
     )
 
 
-def with_unread(spark: SparkSession, scanned: DataFrame, unread: Unread) -> DataFrame:
+def with_unread(spark: SparkSession, scanned: DataFrame, listed: Listed) -> DataFrame:
     """`scanned` and the unread files' rejections (unread_files), by column name; `scanned`
     alone when the listing found none, as in most runs.
 
@@ -165,9 +227,9 @@ def with_unread(spark: SparkSession, scanned: DataFrame, unread: Unread) -> Data
     TensorFlow again beside the last featurize task: 4-5 s of a core at the end of every
     featurize job on a 2-core AMD EPYC Zen 3 (bench/README.md, "The tail of the featurize job").
     """
-    if not (unread.empty or unread.oversized):
+    if not (listed.empty or listed.oversized):
         return scanned
-    return scanned.unionByName(unread_files(spark, unread), allowMissingColumns=True)
+    return scanned.unionByName(unread_files(spark, listed), allowMissingColumns=True)
 
 
 def hadoop_path_string(uri: str) -> str:
@@ -206,13 +268,12 @@ def as_written(every_file: DataFrame, config: Config) -> DataFrame:
     return every_file
 
 
-def listed_inputs(spark: SparkSession, config: Config, unread: Unread) -> DataFrame:
+def listed_inputs(spark: SparkSession, config: Config, listed: Listed) -> DataFrame:
     """Every file under --input as the outputs name it, from listing and hashing alone."""
-    files = read_binary_files(spark, str(config.input))
-    readable = within_size_limit(files, config.max_file_bytes)
-    named = with_names(readable, qualified_root(spark, str(config.input)))
+    root = qualified_root(spark, str(config.input))
+    named = with_names(read_listed_files(spark, listed), root)
     columns = [F.col(name) for name in INPUT_FIELDS]
-    every_file = with_unread(spark, named.select(*columns), unread).select(*columns)
+    every_file = with_unread(spark, named.select(*columns), listed).select(*columns)
     return as_written(every_file, config)
 
 
