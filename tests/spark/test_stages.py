@@ -121,6 +121,11 @@ def test_the_reader_spreads_the_files_in_whole_waves_of_tasks(spark: SparkSessio
     assert images.read_tasks(spark, 10 * full + 1) == 11 * cores
 
 
+def test_nothing_to_read_is_an_empty_frame_of_the_reader_s_columns(spark: SparkSession):
+    nothing = images.read_listed_files(spark, images.Listed(max_file_bytes=1, empty=["file:/e"]))
+    assert nothing.columns == ["path", "length", "content"] and nothing.collect() == []
+
+
 def test_a_listed_file_gone_before_its_read_fails_the_job_naming_it(
     spark: SparkSession, tmp_path: Path
 ):

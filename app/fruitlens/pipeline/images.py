@@ -156,8 +156,8 @@ def read_listed_files(spark: SparkSession, listed: Listed) -> DataFrame:
     each file's status, and s3a's open asks again, two HEAD requests before each GET, one file
     after another in a task. The listing knows the lengths, so the reader opens each file with
     its length (one GET over s3a) and keeps several reads in flight per task (bench/README.md,
-    "S3's latency per request"). The listing reaches the JVM as Arrow (a pandas frame), spread
-    over read_tasks partitions.
+    "One GET per image"). The listing reaches the JVM as Arrow (a pandas frame), spread over
+    read_tasks partitions.
     """
     jvm = spark.sparkContext._jvm
     if not listed.readable:
