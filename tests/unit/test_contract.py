@@ -427,9 +427,10 @@ def test_a_run_on_one_flat_class_without_training_is_not_refused():
     from fruitlens.commands import preflight
     from fruitlens.pipeline import images
 
-    listing = preflight.InputListing(
-        files=3, classes={None: {"Apple"}}, listed=images.Listed(max_file_bytes=1)
+    listed = images.Listed(
+        max_file_bytes=1, readable={f"file:/in/Apple/{i}.jpg": 1 for i in range(3)}
     )
+    listing = preflight.InputListing(classes={None: {"Apple"}}, listed=listed)
     preflight.require_trainable(config.build_config("run", {"config": None}, {}), listing)
     assert images.class_rule("Apple/1.jpg") == ("Apple", None, None)
 

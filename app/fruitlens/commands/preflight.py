@@ -48,13 +48,16 @@ def require_input(config: Config, storage: Storage) -> str:
 class InputListing:
     """What the input holds, from listing alone (names and sizes, no bytes read)."""
 
-    files: int = 0
     # Names starting with "." or "_" anywhere under the root: Hadoop's listing skips them.
     hidden: int = 0
     classes: dict[str | None, set[str]] = field(default_factory=dict)  # split -> class names
     labelled: Counter[str | None] = field(default_factory=Counter)  # split -> files with a class
     # Each file by size, the empty and oversized ones apart (rejected unread).
     listed: images.Listed = field(kw_only=True)
+
+    @property
+    def files(self) -> int:
+        return self.listed.files
 
     def describe_hidden(self) -> dict[str, Any]:
         """run.json's `listing`: what Spark's listing leaves out, outside the image counts."""
@@ -72,7 +75,6 @@ def list_input(config: Config, storage: Storage) -> InputListing:
         if paths.is_hidden(relative):
             listing.hidden += 1
             continue
-        listing.files += 1
         listing.listed.note(uri, size)
         label, split, refusal = images.class_rule(relative)
         if refusal is None:
