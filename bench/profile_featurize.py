@@ -51,7 +51,7 @@ def main() -> None:
     resolved = weights.resolve(config.weights, None)
     spark = session.start_session(config, "fruitlens-profile")
     listing = list_input(config, Storage(config)).listed
-    files = images.read_listed_files(spark, listing)
+    files = images.read_listed_files(spark, listing.readable)
     named = images.with_names(files, images.qualified_root(spark, str(config.input)))
     image_size = config.image_size or featurize.native_size(spark, listing)
     spec = featurize.shipped_spec(spark, config, resolved, image_size)

@@ -52,7 +52,7 @@ def listing_of(root: Path | str, **settings) -> InputListing:
 
 
 def named_files(spark: SparkSession, root: Path) -> tuple[DataFrame, DataFrame]:
-    files = images.read_listed_files(spark, listing_of(root).listed)
+    files = images.read_listed_files(spark, listing_of(root).listed.readable)
     return files, images.with_names(files, images.qualified_root(spark, str(root)))
 
 
@@ -106,7 +106,7 @@ def test_the_reader_reads_what_spark_s_binary_file_source_reads(
 ):
     """Every readable listed file, under the path binaryFile gives it (accents, spaces,
     `a=b` folders), with the same bytes: the naming rule and the content ids rest on both."""
-    read = images.read_listed_files(spark, listing_of(odd_tree).listed).collect()
+    read = images.read_listed_files(spark, listing_of(odd_tree).listed.readable).collect()
     assert {(row["path"], row["length"], bytes(row["content"])) for row in read} == {
         row for row in binary_file_rows(spark, str(odd_tree)) if row[1] > 0
     }
@@ -122,7 +122,7 @@ def test_the_reader_spreads_the_files_in_whole_waves_of_tasks(spark: SparkSessio
 
 
 def test_nothing_to_read_is_an_empty_frame_of_the_reader_s_columns(spark: SparkSession):
-    nothing = images.read_listed_files(spark, images.Listed(max_file_bytes=1, empty=["file:/e"]))
+    nothing = images.read_listed_files(spark, {})
     assert nothing.columns == ["path", "length", "content"] and nothing.collect() == []
 
 
@@ -134,7 +134,7 @@ def test_a_listed_file_gone_before_its_read_fails_the_job_naming_it(
     gone = root / "Training" / "Lime" / "1.jpg"
     gone.unlink()
     with pytest.raises(Exception, match=r"Lime/1\.jpg"):
-        images.read_listed_files(spark, listed).collect()
+        images.read_listed_files(spark, listed.readable).collect()
 
 
 def s3a_requests(spark: SparkSession, uri: str) -> dict[str, int]:
@@ -157,7 +157,7 @@ def test_the_reader_gets_each_s3_object_with_one_request(
     uri = f"s3a://{bucket}/in"
     listed = listing_of(uri, s3_endpoint=s3_server.endpoint).listed
     before = s3a_requests(spark, uri)
-    read = images.read_listed_files(spark, listed).collect()
+    read = images.read_listed_files(spark, listed.readable).collect()
     after = s3a_requests(spark, uri)
     assert len(read) == files
     assert {method: after[method] - before[method] for method in after} == {"HEAD": 0, "GET": files}

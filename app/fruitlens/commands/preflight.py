@@ -60,7 +60,7 @@ class InputListing:
         return self.listed.files
 
     def describe_hidden(self) -> dict[str, Any]:
-        """run.json's `listing`: what Spark's listing leaves out, outside the image counts."""
+        """run.json's `listing`: what the listing leaves out, outside the image counts."""
         return {
             "hidden_files_skipped": self.hidden,
             "why": "names starting with '.' or '_' are hidden files to Spark's and Hadoop's "

@@ -488,8 +488,7 @@ def native_size(spark: SparkSession, listed: images.Listed) -> int:
     """The images' own side length: the commonest larger side among the first files."""
     sizes = Counter()
     first = dict(islice(listed.readable.items(), SIZE_PROBE_FILES))
-    probe = images.Listed(listed.max_file_bytes, readable=first)
-    for row in images.read_listed_files(spark, probe).select("content").collect():
+    for row in images.read_listed_files(spark, first).select("content").collect():
         found = decode.image_size(row["content"] or b"")
         if found:
             sizes[max(found)] += 1
@@ -530,7 +529,7 @@ def featurize_input(
     size: images whose content id is among them are not featurized again. `counter` counts the
     files the network has gone through.
     """
-    files = images.read_listed_files(spark, listed)
+    files = images.read_listed_files(spark, listed.readable)
     named = images.with_names(files, images.qualified_root(spark, str(config.input)))
     spec = shipped_spec(
         spark, config, resolved, image_size or config.image_size or native_size(spark, listed)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -149,8 +150,8 @@ def read_tasks(spark: SparkSession, files: int) -> int:
     return max(1, min(files, cores * waves))
 
 
-def read_listed_files(spark: SparkSession, listed: Listed) -> DataFrame:
-    """(path, length, content) of each readable listed file.
+def read_listed_files(spark: SparkSession, files: Mapping[str, int]) -> DataFrame:
+    """(path, length, content) of each file in `files` (path -> bytes: Listed.readable).
 
     Read by fruitlens's JVM reader rather than Spark's binaryFile source: binaryFile asks for
     each file's status, and s3a's open asks again, two HEAD requests before each GET, one file
@@ -160,12 +161,12 @@ def read_listed_files(spark: SparkSession, listed: Listed) -> DataFrame:
     read_tasks partitions.
     """
     jvm = spark.sparkContext._jvm
-    if not listed.readable:
+    if not files:
         # An empty pandas frame would go through a Python RDD (see with_unread).
         return spark.createDataFrame(spark.sparkContext.emptyRDD(), READ_SCHEMA)
     frame = spark.createDataFrame(
-        pd.DataFrame(list(listed.readable.items()), columns=LISTED_SCHEMA.names), LISTED_SCHEMA
-    ).repartition(read_tasks(spark, len(listed.readable)))
+        pd.DataFrame(list(files.items()), columns=LISTED_SCHEMA.names), LISTED_SCHEMA
+    ).repartition(read_tasks(spark, len(files)))
     reader = jvm.fruitlens.spark.ReadListedFiles(
         jvm.org.apache.spark.util.SerializableConfiguration(
             spark.sparkContext._jsc.hadoopConfiguration()
@@ -271,7 +272,7 @@ def as_written(every_file: DataFrame, config: Config) -> DataFrame:
 def listed_inputs(spark: SparkSession, config: Config, listed: Listed) -> DataFrame:
     """Every file under --input as the outputs name it, from listing and hashing alone."""
     root = qualified_root(spark, str(config.input))
-    named = with_names(read_listed_files(spark, listed), root)
+    named = with_names(read_listed_files(spark, listed.readable), root)
     columns = [F.col(name) for name in INPUT_FIELDS]
     every_file = with_unread(spark, named.select(*columns), listed).select(*columns)
     return as_written(every_file, config)
