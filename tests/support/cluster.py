@@ -11,8 +11,10 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +157,11 @@ class Recorder:
 
 
 def featurize_tasks(s3: Any, application_id: str) -> list[tuple[str, str]]:
-    """(executor id, end reason) of every featurize task, from the application's event log in S3."""
+    """(executor id, end reason) of every task that ran the featurizer, from the application's
+    event log in S3: the tasks of the featurize jobs' stages that hold the pandas UDF
+    (ArrowEvalPython). The listing's shuffle before them (images.read_listed_files repartitions
+    it; adaptive execution runs that map stage as a job of its own) is a job of the same
+    description whose millisecond tasks featurize nothing."""
     # Spark 4 rolls event logs: eventlog_v2_<app>/events_<n>_<app>, next to an appstatus marker.
     keys = sorted(
         key
@@ -172,8 +178,15 @@ def featurize_tasks(s3: Any, application_id: str) -> list[tuple[str, str]]:
         if event["Event"] == "SparkListenerJobStart" and (
             properties.get("spark.job.description") == "featurize"
         ):
-            stages.update(event["Stage IDs"])
-    assert stages, "no Spark job described as featurize in the event log"
+            stages.update(
+                stage["Stage ID"]
+                for stage in event["Stage Infos"]
+                if any(
+                    json.loads(rdd.get("Scope") or "{}").get("name") == "ArrowEvalPython"
+                    for rdd in stage["RDD Info"]
+                )
+            )
+    assert stages, "no stage of a Spark job described as featurize ran the featurizer"
     return [
         (event["Task Info"]["Executor ID"], event["Task End Reason"]["Reason"])
         for event in events
@@ -192,9 +205,18 @@ def featurize_executors(s3: Any, application_id: str) -> dict[str, int]:
     )
 
 
+# How long a task of a featurize job has run before it counts as featurizing. The UI's REST API
+# does not say which stage holds the featurizer, but the listing's shuffle map tasks and the size
+# probe's take a fraction of a second (0.1-0.2 s, local event log), while a featurize task builds
+# its model and featurizes for several. On a fast Xeon (2026-12-05) the victim was picked among
+# the listing's map tasks, whose task was over when the deletion landed: no featurize task lost.
+FEATURIZING_AFTER_S = 1.0
+
+
 def featurizing_executors(core: Any, driver: str) -> set[str]:
-    """Ids of the executors running a task of the featurize job right now, from the driver's
-    Spark UI REST API (through the API server's pod proxy); empty until the UI answers."""
+    """Ids of the executors running a task of the featurize job right now, one that has run for
+    FEATURIZING_AFTER_S at least, from the driver's Spark UI REST API (through the API server's
+    pod proxy); empty until the UI answers."""
     from kubernetes.client.exceptions import ApiException
 
     def get(path: str) -> Any:
@@ -203,6 +225,11 @@ def featurizing_executors(core: Any, driver: str) -> set[str]:
         )
         return json.loads(response.data)
 
+    def launched(when: str) -> float:
+        """Epoch seconds of the UI's dates (JacksonMessageWriter: 2026-12-05T23:49:01.123GMT)."""
+        return datetime.strptime(when, "%Y-%m-%dT%H:%M:%S.%fGMT").replace(tzinfo=UTC).timestamp()
+
+    now = time.time()  # the driver's pod shares this machine's clock
     try:
         applications = get("applications")
         if not applications:
@@ -223,6 +250,7 @@ def featurizing_executors(core: Any, driver: str) -> set[str]:
             if attempt["status"] == "ACTIVE"
             for task in (attempt.get("tasks") or {}).values()
             if task["status"] == "RUNNING"
+            and now - launched(task["launchTime"]) >= FEATURIZING_AFTER_S
         }
     except (ApiException, ValueError):  # the UI is not up yet, or just went away
         return set()
