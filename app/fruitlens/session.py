@@ -283,13 +283,15 @@ def spark_settings(
 @contextmanager
 def job_description(spark: SparkSession, text: str) -> Iterator[None]:
     """Name the Spark jobs run inside the block: the Spark UI lists them under this name and the
-    event log records it (spark.job.description), so a stage's tasks can be found afterwards."""
+    event log records it (spark.job.description), so a stage's tasks can be found afterwards.
+    A block inside another names its own jobs, and the outer name applies again after it."""
     context = spark.sparkContext
+    outer = context.getLocalProperty("spark.job.description")
     context.setJobDescription(text)
     try:
         yield
     finally:
-        context.setLocalProperty("spark.job.description", None)  # type: ignore[arg-type]
+        context.setLocalProperty("spark.job.description", outer)  # type: ignore[arg-type]
 
 
 def scratch_dir(pid: int | None = None) -> Path:

@@ -28,6 +28,21 @@ def test_python_workers_run_under_the_fruitlens_daemon(spark: SparkSession):
     assert found == [("PathWatch", "CollectThenFreeze", False)] * 6
 
 
+def test_a_named_block_inside_another_gives_the_outer_name_back(spark: SparkSession):
+    """The size probe's jobs are named inside the featurize block: the jobs after it must be
+    named featurize again, as the cluster test's search for featurize tasks expects."""
+    from fruitlens import session
+
+    def named() -> str | None:
+        return spark.sparkContext.getLocalProperty("spark.job.description")
+
+    with session.job_description(spark, "featurize"):
+        with session.job_description(spark, "featurize: size probe"):
+            assert named() == "featurize: size probe"
+        assert named() == "featurize"
+    assert named() is None
+
+
 def test_a_local_session_gives_blas_one_thread_per_call(
     spark: SparkSession, monkeypatch: pytest.MonkeyPatch
 ):

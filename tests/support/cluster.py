@@ -11,10 +11,8 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -205,18 +203,9 @@ def featurize_executors(s3: Any, application_id: str) -> dict[str, int]:
     )
 
 
-# How long a task of a featurize job has run before it counts as featurizing. The UI's REST API
-# does not say which stage holds the featurizer, but the listing's shuffle map tasks and the size
-# probe's take a fraction of a second (0.1-0.2 s, local event log), while a featurize task builds
-# its model and featurizes for several. On a fast Xeon (2026-12-05) the victim was picked among
-# the listing's map tasks, whose task was over when the deletion landed: no featurize task lost.
-FEATURIZING_AFTER_S = 1.0
-
-
 def featurizing_executors(core: Any, driver: str) -> set[str]:
-    """Ids of the executors running a task of the featurize job right now, one that has run for
-    FEATURIZING_AFTER_S at least, from the driver's Spark UI REST API (through the API server's
-    pod proxy); empty until the UI answers."""
+    """Ids of the executors running a task of the featurize job right now, from the driver's
+    Spark UI REST API (through the API server's pod proxy); empty until the UI answers."""
     from kubernetes.client.exceptions import ApiException
 
     def get(path: str) -> Any:
@@ -225,23 +214,23 @@ def featurizing_executors(core: Any, driver: str) -> set[str]:
         )
         return json.loads(response.data)
 
-    def launched(when: str) -> float:
-        """Epoch seconds of the UI's dates (JacksonMessageWriter: 2026-12-05T23:49:01.123GMT)."""
-        return datetime.strptime(when, "%Y-%m-%dT%H:%M:%S.%fGMT").replace(tzinfo=UTC).timestamp()
-
-    now = time.time()  # the driver's pod shares this machine's clock
     try:
         applications = get("applications")
         if not applications:
             return set()
         app = applications[0]["id"]
         # The tasks themselves, not the executors' active task counts: the job that starts the
-        # Python workers (featurize.StartingWorkers) runs beside the featurize stage's probe.
+        # Python workers (featurize.StartingWorkers) and the size probe's (SIZE_PROBE_JOB) run
+        # under names of their own beside the featurize job. A job's first stage is the
+        # listing's shuffle (images.read_listed_files repartitions it), whose millisecond tasks
+        # featurize nothing; adaptive execution runs it as a job of its own too. On a fast Xeon
+        # (2026-12-05) a victim picked among those was done before its pod was deleted.
         stages = [
             stage
             for job in get(f"applications/{app}/jobs")
             if job["status"] == "RUNNING" and job.get("description") == "featurize"
             for stage in job["stageIds"]
+            if stage != min(job["stageIds"])
         ]
         return {
             task["executorId"]
@@ -250,7 +239,6 @@ def featurizing_executors(core: Any, driver: str) -> set[str]:
             if attempt["status"] == "ACTIVE"
             for task in (attempt.get("tasks") or {}).values()
             if task["status"] == "RUNNING"
-            and now - launched(task["launchTime"]) >= FEATURIZING_AFTER_S
         }
     except (ApiException, ValueError):  # the UI is not up yet, or just went away
         return set()

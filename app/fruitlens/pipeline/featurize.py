@@ -41,6 +41,8 @@ from fruitlens.pipeline import decode, images
 log = logging.getLogger(__name__)
 
 SIZE_PROBE_FILES = 32
+# The Spark UI's and event log's name for the probe's jobs (session.job_description).
+SIZE_PROBE_JOB = "featurize: size probe"
 
 # Who made a row's features: filled for featurized images only (null for rejected or reused ones).
 WORKER_COLUMNS = (
@@ -485,10 +487,13 @@ class Featurized:
 
 
 def native_size(spark: SparkSession, listed: images.Listed) -> int:
-    """The images' own side length: the commonest larger side among the first files."""
+    """The images' own side length: the commonest larger side among the first files. Its jobs
+    have a name of their own, so the featurize job's tasks are told from the probe's."""
     sizes = Counter()
     first = dict(islice(listed.readable.items(), SIZE_PROBE_FILES))
-    for row in images.read_listed_files(spark, first).select("content").collect():
+    with session.job_description(spark, SIZE_PROBE_JOB):
+        probed = images.read_listed_files(spark, first).select("content").collect()
+    for row in probed:
         found = decode.image_size(row["content"] or b"")
         if found:
             sizes[max(found)] += 1
