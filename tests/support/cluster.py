@@ -193,14 +193,9 @@ def featurize_tasks(s3: Any, application_id: str) -> list[tuple[str, str]]:
 
 
 def featurize_executors(s3: Any, application_id: str) -> dict[str, int]:
-    """Executor id -> featurize tasks it finished."""
-    return dict(
-        Counter(
-            executor
-            for executor, reason in featurize_tasks(s3, application_id)
-            if reason == "Success"
-        )
-    )
+    """Executor id -> featurize tasks it ran, whatever their end: in the run that loses an
+    executor, the victim's featurize task counts as work sent there (it is why it was chosen)."""
+    return dict(Counter(executor for executor, _ in featurize_tasks(s3, application_id)))
 
 
 def featurizing_executors(core: Any, driver: str) -> set[str]:
