@@ -174,7 +174,7 @@ def featurize_tasks(s3: Any, application_id: str) -> list[tuple[str, str]]:
     for event in events:
         properties = event.get("Properties") or {}
         if event["Event"] == "SparkListenerJobStart" and (
-            properties.get("spark.job.description") == "featurize"
+            properties.get("spark.job.description") == featurize.FEATURIZE_JOB
         ):
             stages.update(
                 stage["Stage ID"]
@@ -223,7 +223,7 @@ def featurizing_executors(core: Any, driver: str) -> set[str]:
         stages = [
             stage
             for job in get(f"applications/{app}/jobs")
-            if job["status"] == "RUNNING" and job.get("description") == "featurize"
+            if job["status"] == "RUNNING" and job.get("description") == featurize.FEATURIZE_JOB
             for stage in job["stageIds"]
             if stage != min(job["stageIds"])
         ]

@@ -45,7 +45,7 @@ def predict_command(config: Config) -> dict[str, Any]:
     spark = session.start_session(config, "fruitlens-predict", listing.files, featurizes=True)
     starting = featurize.start_python_workers(spark)  # while the driver lists and plans
     model, _ = classify.load(str(config.model), storage)
-    with report.stage("featurize"), session.job_description(spark, "featurize"):
+    with report.stage("featurize"), session.job_description(spark, featurize.FEATURIZE_JOB):
         result = featurize.featurize_and_count(
             spark,
             config,

@@ -53,7 +53,7 @@ def run_command(config: Config) -> dict[str, Any]:
             return keep_committed_run(previous, report, commit)
     starting = featurize.start_python_workers(spark)  # while the driver lists and plans
     stored, stored_size = featurize.stored_features(spark, config, previous, resolved)
-    with report.stage("featurize"), session.job_description(spark, "featurize"):
+    with report.stage("featurize"), session.job_description(spark, featurize.FEATURIZE_JOB):
         result = featurize.featurize_and_count(
             spark, config, resolved, listing.listed, stored_size, stored=stored, starting=starting
         )

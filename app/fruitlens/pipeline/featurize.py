@@ -41,8 +41,10 @@ from fruitlens.pipeline import decode, images
 log = logging.getLogger(__name__)
 
 SIZE_PROBE_FILES = 32
-# The Spark UI's and event log's name for the probe's jobs (session.job_description).
-SIZE_PROBE_JOB = "featurize: size probe"
+# The Spark UI's and event log's names (session.job_description) for the jobs that featurize
+# (`run` and `predict` name their block so) and for the size probe's inside that block.
+FEATURIZE_JOB = "featurize"
+SIZE_PROBE_JOB = f"{FEATURIZE_JOB}: size probe"
 
 # Who made a row's features: filled for featurized images only (null for rejected or reused ones).
 WORKER_COLUMNS = (
