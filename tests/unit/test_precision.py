@@ -22,20 +22,24 @@ C7A = C6I + " avx512_bf16 avx512_vbmi avx512_bitalg avx512_vpopcntdq"
 C7I = C7A + " avx512_fp16 amx_bf16 amx_tile amx_int8"
 
 
-def cpuinfo(tmp_path: Path, model: str, flags: str) -> Cpu:
+def cpuinfo(tmp_path: Path, model: str, flags: str, vendor: str = featurize.INTEL) -> Cpu:
     text = ""
     for processor in range(2):  # every core repeats its block; the first one is read
-        text += f"processor\t: {processor}\nmodel name\t: {model}\nflags\t\t: {flags}\n\n"
-    path = tmp_path / f"cpuinfo-{processor}-{len(flags)}"
+        text += (
+            f"processor\t: {processor}\nvendor_id\t: {vendor}\nmodel name\t: {model}\n"
+            f"flags\t\t: {flags}\n\n"
+        )
+    path = tmp_path / f"cpuinfo-{processor}-{len(flags)}-{vendor}"
     path.write_text(text)
     return this_cpu(str(path))
 
 
-def test_cpuinfo_gives_model_and_bf16_flags(tmp_path: Path):
+def test_cpuinfo_gives_model_vendor_and_bf16_flags(tmp_path: Path):
     c6i = cpuinfo(tmp_path, "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", C6I)
-    c7a = cpuinfo(tmp_path, "AMD EPYC 9R14", C7A)
+    c7a = cpuinfo(tmp_path, "AMD EPYC 9R14", C7A, featurize.AMD)
     c7i = cpuinfo(tmp_path, "Intel(R) Xeon(R) Platinum 8488C", C7I)
     assert c6i.model == "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz"
+    assert (c6i.vendor, c7a.vendor) == ("GenuineIntel", "AuthenticAMD")
     assert (c6i.bf16_flags, c7a.bf16_flags, c7i.bf16_flags) == (
         (),
         ("avx512_bf16",),
@@ -45,23 +49,30 @@ def test_cpuinfo_gives_model_and_bf16_flags(tmp_path: Path):
     assert c7i.reported_flags == tuple(f for f in featurize.REPORTED_FLAGS if f in C7I.split())
     assert {"amx_bf16", "amx_tile", "amx_int8", "avx512_bf16"} <= set(c7i.reported_flags)
     assert "fpu" not in c7i.reported_flags and "amx_bf16" not in c7a.reported_flags
-    assert this_cpu(str(tmp_path / "absent")) == Cpu("unknown", frozenset())
+    assert this_cpu(str(tmp_path / "absent")) == Cpu("unknown", frozenset(), "unknown")
 
 
-def test_each_worker_resolves_the_precision_from_its_own_flags(tmp_path: Path):
+def test_each_worker_resolves_the_precision_from_its_own_flags_and_vendor(tmp_path: Path):
     c6i = cpuinfo(tmp_path, "Ice Lake", C6I)
-    c7a = cpuinfo(tmp_path, "Zen 4", C7A)
+    c7a = cpuinfo(tmp_path, "Zen 4", C7A, featurize.AMD)
     c7i = cpuinfo(tmp_path, "Sapphire Rapids", C7I)
-    # auto: bf16 only where the flags AND a benchmark verdict (here: on AMX) allow it.
-    amx_verified = {"amx_bf16": "a bench run that met every quality check"}
+    # A Xeon whose hypervisor hides AMX: Intel's AVX512_BF16, c7a's flags on another vendor.
+    xeon_without_amx = cpuinfo(tmp_path, "Emerald Rapids", C7A, featurize.INTEL)
+    # auto: bf16 only where the flags AND a benchmark verdict for that vendor allow it.
+    amx_verified = {("amx_bf16", featurize.INTEL): "a bench run that met every quality check"}
     assert choose_precision("auto", c7i, amx_verified)[0] == BF16
     assert choose_precision("auto", c7a, amx_verified)[0] == FP32
     assert choose_precision("auto", c6i, amx_verified)[0] == FP32
+    amd_verified = {("avx512_bf16", featurize.AMD): "a bench run on a Zen 4"}
+    assert choose_precision("auto", c7a, amd_verified)[0] == BF16
+    precision, why = choose_precision("auto", xeon_without_amx, amd_verified)
+    assert precision == FP32 and "not verified" in why and "GenuineIntel" in why
     # Without a verdict for its flags, auto stays float32, and says why.
     precision, why = choose_precision("auto", c7i, {})
     assert precision == FP32 and "not verified" in why
-    for cpu in (c6i, c7a, c7i):
-        expected = BF16 if set(cpu.bf16_flags) & set(featurize.AUTO_BF16_VERIFIED) else FP32
+    for cpu in (c6i, c7a, c7i, xeon_without_amx):
+        pairs = {(flag, cpu.vendor) for flag in cpu.bf16_flags}
+        expected = BF16 if pairs & set(featurize.AUTO_BF16_VERIFIED) else FP32
         assert choose_precision("auto", cpu)[0] == expected
         assert choose_precision("fp32", cpu)[0] == FP32
     # bf16 asked: honoured on both bf16 families; an executor without bf16 falls back.

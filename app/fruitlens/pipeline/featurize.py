@@ -92,23 +92,33 @@ REPORTED_FLAGS = (
     "amx_bf16",
     "amx_int8",
 )
-# `auto` picks bf16 only on an instruction set where `make bench` found bf16 features changing
-# nothing a user sees on the shared subset (accuracy and macro-F1 within 0.3 points, same PCA k
-# +-1, >= 99.5 % of Test predictions agreeing): each entry names its evidence, and a CPU family
-# without one stays float32 under `auto` (`--precision bf16` still forces it). bench/README.md
-# says how to add one.
-# AVX512_BF16 alone is not in it. A real AVX512_BF16 CPU without AMX (an Intel Xeon whose
-# hypervisor hides AMX, bench/results/20261204T185551Z.json) passed the whole subset's check
-# narrowly (19 of 4 184 Test predictions changed, 99.55 %), as the AMX Xeon capped at
-# AVX512_BF16 had, but there bf16 featurized at 0.58x float32: oneDNN's AVX512_BF16
-# convolutions are slower than its float32 ones on Intel cores. The one AMD AVX512_BF16 CPU
-# measured (Zen 5) ran bf16 at 1.38x float32 but was checked on a 2 400-image slice only (6 of
-# 598 changed, 1.0 %).
-AUTO_BF16_VERIFIED: dict[str, str] = {
-    "amx_bf16": (
+# /proc/cpuinfo's vendor_id of the two vendors whose bf16 instructions `auto` knows.
+INTEL = "GenuineIntel"
+AMD = "AuthenticAMD"
+# `auto` picks bf16 only on a (bf16 flag, CPU vendor) pair where a `make bench` run found bf16
+# both harmless and worth it (its `targets.auto_may_use_bf16`): on the whole shared subset, bf16
+# features changed nothing a user sees (accuracy and macro-F1 within 0.3 points, same PCA k +-1,
+# >= 99.5 % of Test predictions agreeing), and the featurize stage ran at least 1.1x float32's.
+# The vendor is part of the key because quality follows the instruction set (oneDNN picks its
+# bf16 kernels by it) but speed follows the cores. Each entry names its evidence; a CPU without
+# one stays float32 under `auto` (`--precision bf16` still forces it). bench/README.md says how
+# to add one.
+# Not in it: AVX512_BF16 on Intel. A Xeon whose hypervisor hides AMX, so AVX512_BF16 is its best
+# bf16 instruction (bench/results/20261204T185551Z.json), passed the whole subset's check
+# narrowly (19 of 4 184 Test predictions changed, 99.55 %) but featurized bf16 at 0.58x float32:
+# oneDNN's AVX512_BF16 convolutions are slower than its float32 ones on Intel cores.
+AUTO_BF16_VERIFIED: dict[tuple[str, str], str] = {
+    ("amx_bf16", INTEL): (
         "bench/results/20261202T152837Z.json (Intel Xeon with AMX, 2026-12-02): on the whole "
         "shared subset, 14 of 4 184 Test predictions changed (99.67 % agree), accuracy 0.12 and "
         "macro-F1 0.13 points apart, PCA k 176 both"
+    ),
+    ("avx512_bf16", AMD): (
+        "bench/results/20261206T022540Z.json (AMD EPYC Zen 4, family 25 model 17, 2026-12-06): "
+        "on the whole shared subset, 19 of 4 184 Test predictions changed (99.55 % agree), "
+        "accuracy 0.17 and macro-F1 0.18 points apart, PCA k 176 both; the featurize stage "
+        "1.94x float32's (72.0 against 37.0 images/s). A Zen 5 ran it at 1.34x on 600 images "
+        "(20261202T075934Z.json)"
     ),
 }
 
@@ -132,6 +142,7 @@ class Cpu:
 
     model: str
     flags: frozenset[str]
+    vendor: str = "unknown"  # vendor_id: GenuineIntel, AuthenticAMD
 
     @property
     def bf16_flags(self) -> tuple[str, ...]:
@@ -143,27 +154,29 @@ class Cpu:
 
 
 def this_cpu(cpuinfo: str = "/proc/cpuinfo") -> Cpu:
-    """The model name and flags of the first processor listed (all cores of a host share them)."""
-    model, flags = "unknown", frozenset[str]()
+    """The model name, flags and vendor of the first processor listed (all cores of a host
+    share them)."""
+    fields: dict[str, str] = {}
     try:
         text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
     except OSError:  # not Linux: no flags, so float32
-        return Cpu(model, flags)
+        text = ""
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() == "model name" and model == "unknown":
-            model = value.strip()
-        elif key.strip() == "flags" and not flags:
-            flags = frozenset(value.split())
-    return Cpu(model, flags)
+        fields.setdefault(key.strip(), value.strip())
+    return Cpu(
+        model=fields.get("model name", "unknown"),
+        flags=frozenset(fields.get("flags", "").split()),
+        vendor=fields.get("vendor_id", "unknown"),
+    )
 
 
 def choose_precision(
-    asked: str, cpu: Cpu, verified: dict[str, str] = AUTO_BF16_VERIFIED
+    asked: str, cpu: Cpu, verified: Mapping[tuple[str, str], str] = AUTO_BF16_VERIFIED
 ) -> tuple[str, str]:
     """(precision used, why) for a worker on `cpu`; never bf16 where it would be emulated.
 
-    `verified`: the bf16 flags on which `auto` may use bf16 (AUTO_BF16_VERIFIED)."""
+    `verified`: the (bf16 flag, vendor) pairs on which `auto` may use bf16 (AUTO_BF16_VERIFIED)."""
     present = cpu.bf16_flags
     if asked == FP32:
         return FP32, "fp32 asked"
@@ -174,13 +187,16 @@ def choose_precision(
             "bf16 asked but this CPU has neither amx_bf16 nor avx512_bf16 (bf16 would be "
             "emulated, slower than fp32): fell back to fp32"
         )
-    proven = [flag for flag in present if flag in verified]
+    proven = [flag for flag in present if (flag, cpu.vendor) in verified]
     if proven:
-        return BF16, f"auto: CPU has {proven[0]}, where the benchmark verified bf16 features"
+        return BF16, (
+            f"auto: CPU has {proven[0]} ({cpu.vendor}), where the benchmark verified bf16 "
+            "features and speed"
+        )
     if present:
         return FP32, (
-            f"auto: CPU has {', '.join(present)} but the benchmark has not verified bf16 "
-            "features on it yet: fp32 (--precision bf16 forces it)"
+            f"auto: CPU has {', '.join(present)} but the benchmark has not verified bf16 on "
+            f"it ({cpu.vendor}): fp32 (--precision bf16 forces it)"
         )
     return FP32, "auto: CPU has no bf16 instructions"
 
