@@ -272,6 +272,11 @@ def check_run(
     # WORKER_ENVIRONMENT, which the session gives the executors).
     workers = document["precision"]["workers"]
     assert workers and all(worker["onednn"] is True for worker in workers), workers
+    # Each executor chose its arithmetic from its own CPU: this machine's, the only node. With
+    # `auto` that is bf16 where AUTO_BF16_VERIFIED names its flag and vendor, else fp32.
+    asked = document["precision"]["asked"]
+    expected = featurize.choose_precision(asked, featurize.this_cpu())
+    assert all((worker["precision"], worker["why"]) == expected for worker in workers), workers
 
     # Every object in the bucket, inputs, outputs and event logs alike, is encrypted at rest.
     unencrypted = [
