@@ -179,8 +179,8 @@ class Config:
         "Arithmetic of the VGG16 forward pass, chosen by each worker from its own CPU: 'auto' "
         "(bf16 where the benchmark verified bf16 on the CPU's instructions and vendor: Intel's "
         "AMX-BF16, AMD's AVX512_BF16; else fp32), 'fp32', or 'bf16' (refused before Spark "
-        "starts on a local run whose CPU lacks both; an executor lacking them falls back to "
-        "fp32 and says so in run.json). "
+        "starts on a local run whose CPU has neither AMX-BF16 nor AVX512_BF16, whatever its "
+        "vendor; an executor lacking them falls back to fp32 and says so in run.json). "
         "Features are float32 either way. Example: --precision fp32",
         FEATURIZING_COMMANDS,
         choices=("auto", "fp32", "bf16"),
