@@ -32,14 +32,15 @@ def test_a_named_block_inside_another_gives_the_outer_name_back(spark: SparkSess
     """The size probe's jobs are named inside the featurize block: the jobs after it must be
     named featurize again, as the cluster test's search for featurize tasks expects."""
     from fruitlens import session
+    from fruitlens.pipeline.featurize import FEATURIZE_JOB, SIZE_PROBE_JOB
 
     def named() -> str | None:
         return spark.sparkContext.getLocalProperty("spark.job.description")
 
-    with session.job_description(spark, "featurize"):
-        with session.job_description(spark, "featurize: size probe"):
-            assert named() == "featurize: size probe"
-        assert named() == "featurize"
+    with session.job_description(spark, FEATURIZE_JOB):
+        with session.job_description(spark, SIZE_PROBE_JOB):
+            assert named() == SIZE_PROBE_JOB
+        assert named() == FEATURIZE_JOB
     assert named() is None
 
 
