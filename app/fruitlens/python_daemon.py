@@ -27,25 +27,58 @@
    starts with the session, not at the first featurize task (featurize.StartingWorkers), so
    that import runs while the driver starts Spark SQL and lists the input.
 
+5. In local mode that import still came late: the JVM launches its daemon at the first Python
+   task, some 4 s after the command started, and the featurize job then waited 3.3 s for the
+   import (the event log of a 600-image run on a 2-vCPU AMD EPYC Zen 4). So a local featurizing
+   session starts a *standby* first (`start_standby`, from session.start_session, before the
+   JVM), which imports TensorFlow while the JVM starts. The process the JVM launches hands its
+   standard streams and environment over a Unix socket to the standby, which becomes the daemon
+   from there (`serve`); the launched process stays as the one the JVM knows, passes SIGTERM on
+   and ends with it. The standby refuses (and the launched process imports TensorFlow itself,
+   as before) when its environment or its modules differ from what the daemon would have had
+   (`refusal`). On that machine, 600 images, `local[2]`, alternated (without it first): bf16,
+   five pairs, featurize stage 11.8-12.4 s against 13.6-14.1 s, the whole run
+   26.7-28.1 s against 27.2-28.6 s; fp32, three pairs, 19.4-20.0 s against 21.3-21.9 s, the
+   run 33.8-35.1 s against 35.0-36.7 s; busy CPU equal, the same PCA CSV (bench/README.md,
+   Results, 2026-12-06). The run gains less than the stage: on two cores the standby's import
+   competes with the JVM's start, where the daemon's used to leave a core idle while the
+   featurize job waited for it (not measured: a machine with cores to spare).
+
 It is set as `spark.python.daemon.module` (session.TUNING), so the driver's local workers and
-every executor's run it. Drop parts 1-3 once the Spark pin carries their fixes; part 4 is
+every executor's run it. Drop parts 1-3 once the Spark pin carries their fixes; parts 4-5 are
 fruitlens's own (Spark's daemon imports no library of the job's).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
 import importlib
+import json
 import os
+import select
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
+from collections.abc import Mapping
 from importlib.machinery import PathFinder
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 
 # Set to "1" in the workers' environment (spark.executorEnv) by sessions that featurize.
 PRELOAD_TENSORFLOW = "FRUITLENS_PRELOAD_TENSORFLOW"
 # What the daemon logs when that import fails: an executor without TensorFlow serves anyway.
 NOT_PRELOADED = "fruitlens daemon: TensorFlow not preloaded"
+# The standby's socket, in the environment the JVM gives its daemon (spark.executorEnv).
+STANDBY = "FRUITLENS_STANDBY_DAEMON"
+TOOK_OVER = "fruitlens daemon: the standby that imported TensorFlow serves"
+NOT_TAKEN_OVER = "fruitlens daemon: importing TensorFlow itself, the standby refused"
+# Variables the JVM sets for each daemon it launches: Spark's worker protocol, which the daemon
+# and its workers read after the hand-over, from the environment they are then given.
+# PYTHONPATH is checked where it matters, module by module (refusal).
+LAUNCH_VARIABLES = ("SPARK_", "PYTHON_", "_PYSPARK_", "PYTHONPATH", STANDBY)
 
 
 def unpacked_pyspark_first(path: list[str], spark_home: str) -> list[str]:
@@ -110,9 +143,138 @@ def preload_tensorflow() -> None:
     gc.freeze()
 
 
-def main() -> None:
-    sys.path[:] = unpacked_pyspark_first(sys.path, os.environ.get("SPARK_HOME", ""))
-    # Imported only now, from where the line above chose.
+def start_standby(environment: Mapping[str, str], python: str) -> str:
+    """Start a standby daemon with `environment` (the one the JVM will give its daemon, less
+    the launch variables) and return its socket's path. It lives until a launched daemon takes
+    it over, or refused one, or this process ends (its standard input is this end of a pipe)."""
+    folder = tempfile.mkdtemp(prefix="fruitlens-daemon-")  # private: mode 0700
+    address = os.path.join(folder, "standby")
+    standby = subprocess.Popen(
+        [python, "-m", "fruitlens.python_daemon", "--standby", address],
+        env=dict(environment),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    atexit.register(standby.stdin.close)  # type: ignore[union-attr]
+    return address
+
+
+def stand_by(address: str) -> None:
+    """The standby: import TensorFlow, wait for the daemon the JVM launches, serve as it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver's Ctrl-C is the driver's to handle
+    own_environment = dict(os.environ)  # before TensorFlow's import adds variables of its own
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        # Bound first: a launched daemon that connects during the import waits for it.
+        listener.bind(address)
+        listener.listen(1)
+        preload_tensorflow()
+        # Standard input ends when the driver does.
+        if listener not in select.select([listener, sys.stdin], [], [])[0]:
+            return
+        connection, _ = listener.accept()
+    finally:
+        listener.close()
+        with contextlib.suppress(OSError):
+            os.unlink(address)
+            os.rmdir(os.path.dirname(address))
+    # The streams come with the message's first bytes; the rest follows until the launched
+    # process stops writing.
+    message, streams, _, _ = socket.recv_fds(connection, 1 << 16, 3)
+    while more := connection.recv(1 << 16):
+        message += more
+    launched = json.loads(message)
+    why = refusal(own_environment, launched["environment"], launched["path"], sys.modules)
+    if why:
+        connection.sendall(json.dumps({"refused": why}).encode() + b"\n")
+        return
+    for number, stream in enumerate(streams):
+        os.dup2(stream, number)
+        os.close(stream)
+    os.environ.clear()
+    os.environ.update(launched["environment"])
+    sys.argv[:] = launched["argv"]
+    connection.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
+    # The connection stays open in this process and the workers it forks: the launched process
+    # waits for it to close.
+    serve(launched["path"], preloaded=True)
+
+
+def refusal(
+    own: Mapping[str, str],
+    launched: Mapping[str, str],
+    path: list[str],
+    modules: Mapping[str, ModuleType],
+) -> str | None:
+    """Why the standby, started with environment `own` and holding `modules`, must not serve a
+    daemon launched with environment `launched` and import path `path`; None when it may."""
+    names = {
+        name
+        for name in own.keys() | launched.keys()
+        if name != "_" and not name.startswith(LAUNCH_VARIABLES)
+    }
+    differing = sorted(name for name in names if own.get(name) != launched.get(name))
+    if differing:
+        return "its environment differs in " + ", ".join(differing)
+    elsewhere = sorted(
+        name
+        for name, module in list(modules.items())
+        if "." not in name and imported_from(module, name) not in (None, found_on(name, path))
+    )
+    if elsewhere:
+        return "the daemon's path finds these modules elsewhere: " + ", ".join(elsewhere)
+    return None
+
+
+def imported_from(module: ModuleType, name: str) -> str | None:
+    """The file `module` was imported from as `name`; None for built-in and frozen modules,
+    and for modules filed under another name (__main__, extension modules' aliases)."""
+    spec = getattr(module, "__spec__", None)
+    if spec is None or spec.name != name or not spec.has_location:
+        return None
+    return spec.origin
+
+
+def found_on(name: str, path: list[str]) -> str | None:
+    """Where `path` finds the module `name` (None: not there, built in, or frozen)."""
+    spec = PathFinder.find_spec(name, path)
+    return spec.origin if spec is not None and spec.has_location else None
+
+
+def taken_over_by_standby(path: list[str]) -> bool:
+    """In the process the JVM launched: hand this daemon's streams to the session's standby, and
+    return once the daemon it became has ended. False where there is none, or it refused."""
+    address = os.environ.get(STANDBY)
+    if not address:
+        return False
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        connection.connect(address)
+    except OSError:  # ended, or another daemon of the session took it over
+        return False
+    launched = json.dumps({"environment": dict(os.environ), "path": path, "argv": sys.argv})
+    message = launched.encode()
+    sent = socket.send_fds(connection, [message], [0, 1, 2])
+    connection.sendall(message[sent:])
+    connection.shutdown(socket.SHUT_WR)
+    reply = json.loads(connection.makefile("rb").readline() or b'{"refused": "it ended"}')
+    verbosity = int(os.environ.get("FRUITLENS_VERBOSE", "0") or 0)
+    if "refused" in reply:
+        if verbosity:
+            print(f"{NOT_TAKEN_OVER}: {reply['refused']}", file=sys.stderr)
+        return False
+    if verbosity > 1:
+        print(f"{TOOK_OVER} (pid {reply['pid']})", file=sys.stderr)
+    # The JVM stops its daemon with SIGTERM, to this process.
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(reply["pid"], signal.SIGTERM))
+    connection.recv(1)  # returns when the daemon and its workers have ended
+    return True
+
+
+def serve(path: list[str], preloaded: bool) -> None:
+    """Run Spark's daemon in this process, from import path `path`."""
+    sys.path[:] = path
+    # Imported only now, from where `path` says.
     from pyspark import daemon, worker_util
 
     # daemon and worker_util look `gc` and `importlib` up at each call and use them for
@@ -120,9 +282,18 @@ def main() -> None:
     watch = PathWatch()
     worker_util.importlib = SimpleNamespace(invalidate_caches=watch.invalidate_caches)  # type: ignore[assignment]
     daemon.gc = CollectThenFreeze  # type: ignore[assignment]
-    if os.environ.get(PRELOAD_TENSORFLOW) == "1":
+    if os.environ.get(PRELOAD_TENSORFLOW) == "1" and not preloaded:
         preload_tensorflow()
     daemon.manager()
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--standby"]:
+        stand_by(sys.argv[2])
+        return
+    path = unpacked_pyspark_first(sys.path, os.environ.get("SPARK_HOME", ""))
+    if not taken_over_by_standby(path):
+        serve(path, preloaded=False)
 
 
 if __name__ == "__main__":

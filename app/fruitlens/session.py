@@ -63,6 +63,9 @@ S3A_FAILURE_BOUNDS = {
     "spark.hadoop.fs.s3a.connection.timeout": "30s",
 }
 
+DAEMON_MODULE = "spark.python.daemon.module"
+# The Python workers' environment variables, by name after this prefix.
+EXECUTOR_ENV = "spark.executorEnv."
 TUNING = {
     # A few large partitions beat many tiny ones for per-task model warm-up; Spark still
     # splits into at least defaultParallelism partitions.
@@ -73,7 +76,7 @@ TUNING = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.python.worker.reuse": "true",
     # Spark 4.0's worker re-reads pyspark's archives before every task (python_daemon.py).
-    "spark.python.daemon.module": "fruitlens.python_daemon",
+    DAEMON_MODULE: python_daemon.__name__,
     "spark.sql.session.timeZone": "UTC",
 }
 
@@ -233,13 +236,13 @@ def spark_settings(
         # Every featurize worker needs TensorFlow: imported once per executor, in the daemon
         # the workers are forked from (python_daemon.py). A session that only trains or scores
         # stored features would pay that import for nothing.
-        settings[f"spark.executorEnv.{python_daemon.PRELOAD_TENSORFLOW}"] = "1"
+        settings[EXECUTOR_ENV + python_daemon.PRELOAD_TENSORFLOW] = "1"
         # Spark keys its Python daemons by the workers' environment, and its SQL runners add this
         # variable while Spark SQL's simplified tracebacks are on (the default): given to every
         # Python function, it lets the RDD job that starts the daemon early
         # (featurize.StartingWorkers) start the one the featurize UDF uses.
         if chosen.get(SIMPLIFIED_TRACEBACK, "true").strip().lower() == "true":
-            settings[f"spark.executorEnv.{SIMPLIFIED_TRACEBACK_VARIABLE}"] = "1"
+            settings[EXECUTOR_ENV + SIMPLIFIED_TRACEBACK_VARIABLE] = "1"
         # Here, not at the top: pipeline modules import pandas and NumPy, 0.5 s that every
         # command would pay before it can refuse its flags.
         from fruitlens.pipeline import featurize
@@ -248,7 +251,7 @@ def spark_settings(
             featurize.arrow_batch_rows(config.batch_size)
         )
         for name, value in featurize.WORKER_ENVIRONMENT.items():
-            settings[f"spark.executorEnv.{name}"] = value
+            settings[EXECUTOR_ENV + name] = value
     if not launched_by_spark_submit():
         # The JVM starts with fruitlens's log4j2 file (no banner, no WARN lines by default) and
         # maps the recorded class archive when there is one (2 s less start-up). Spark's slot for
@@ -348,6 +351,32 @@ def export_local_defaults() -> None:
         os.environ.setdefault(name, value)
 
 
+def standby_daemon(settings: dict[str, str]) -> dict[str, str]:
+    """For a local session whose daemon preloads TensorFlow: start a standby daemon now, before
+    the JVM, and return the setting that tells the daemon the JVM launches where it is
+    (python_daemon.py, part 5). Empty for other sessions."""
+    preloads = settings.get(EXECUTOR_ENV + python_daemon.PRELOAD_TENSORFLOW) == "1"
+    if not preloads or settings.get(DAEMON_MODULE) != python_daemon.__name__:
+        return {}
+    environment = {
+        **os.environ,
+        # What Spark gives every Python worker besides spark.executorEnv: pyspark's SparkContext
+        # sets the hash seed, Spark's Python runner the OpenMP threads of a task. A Spark that
+        # changes them makes the standby refuse, and the daemon imports TensorFlow itself.
+        "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0"),
+        "OMP_NUM_THREADS": settings.get("spark.task.cpus", "1"),
+        "PYTHONUNBUFFERED": "YES",
+        **{
+            key.removeprefix(EXECUTOR_ENV): value
+            for key, value in settings.items()
+            if key.startswith(EXECUTOR_ENV)
+        },
+    }
+    python = os.environ.get("PYSPARK_PYTHON", sys.executable)
+    address = python_daemon.start_standby(environment, python)
+    return {EXECUTOR_ENV + python_daemon.STANDBY: address}
+
+
 def start_session(
     config: Config,
     app_name: str = "fruitlens",
@@ -373,7 +402,10 @@ def start_session(
         # (which binds SPARK_LOCAL_IP, else every interface) and the RPC stay on loopback.
         os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
     explicit = chosen_settings(config).keys()
-    for key, value in spark_settings(config, input_files, featurizes).items():
+    settings = spark_settings(config, input_files, featurizes)
+    if master and master.startswith("local") and SparkSession.getActiveSession() is None:
+        settings.update(standby_daemon(settings))
+    for key, value in settings.items():
         if key in explicit or not existing.contains(key):
             builder = builder.config(key, value)
     spark = builder.getOrCreate()

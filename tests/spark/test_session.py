@@ -5,11 +5,18 @@ on a session; and that the session's driver maps that archive."""
 from __future__ import annotations
 
 import os
+import re
+import socket
+import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
+
+from fruitlens import python_daemon, session
 
 pytestmark = [pytest.mark.spark]
 
@@ -31,7 +38,6 @@ def test_python_workers_run_under_the_fruitlens_daemon(spark: SparkSession):
 def test_a_named_block_inside_another_gives_the_outer_name_back(spark: SparkSession):
     """The size probe's jobs are named inside the featurize block: the jobs after it must be
     named featurize again, as the cluster test's search for featurize tasks expects."""
-    from fruitlens import session
     from fruitlens.pipeline.featurize import FEATURIZE_JOB, SIZE_PROBE_JOB
 
     def named() -> str | None:
@@ -47,8 +53,6 @@ def test_a_named_block_inside_another_gives_the_outer_name_back(spark: SparkSess
 def test_a_local_session_gives_blas_one_thread_per_call(
     spark: SparkSession, monkeypatch: pytest.MonkeyPatch
 ):
-    from fruitlens import session
-
     # The tier's session was started with the default (conftest sets what start_session would).
     assert spark.sparkContext._jvm.java.lang.System.getenv("OPENBLAS_NUM_THREADS") == "1"
     monkeypatch.delenv("OPENBLAS_NUM_THREADS")
@@ -92,3 +96,46 @@ def test_the_driver_maps_the_recorded_class_archive(spark: SparkSession):
     # spark-submit's scripts exec the driver's JVM: the launched process is the JVM.
     driver = SparkContext._gateway.proc.pid  # type: ignore[union-attr]
     assert str(archive) in Path(f"/proc/{driver}/maps").read_text()
+
+
+def launch_daemon(environment: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The daemon as Spark's JVM launches it: its port comes back on standard output, and
+    closing its standard input stops it."""
+    command = [sys.executable, "-m", python_daemon.__name__, "pyspark.worker"]
+    pipe = subprocess.PIPE
+    return subprocess.Popen(command, env=environment, stdin=pipe, stdout=pipe, stderr=pipe)
+
+
+def parent_of_a_worker(daemon: subprocess.Popen[bytes]) -> list[bytes]:
+    """The command line of the process a worker of `daemon` was forked from."""
+    assert daemon.stdout is not None
+    (port,) = struct.unpack(">i", daemon.stdout.read(4))
+    with socket.create_connection((session.LOOPBACK, port)) as connection:
+        (worker,) = struct.unpack(">i", connection.recv(4))  # the forked worker's pid
+        status = Path(f"/proc/{worker}/status").read_text()
+        parent = re.search(r"^PPid:\s+(\d+)$", status, re.MULTILINE)
+        assert parent is not None
+        return Path(f"/proc/{parent.group(1)}/cmdline").read_bytes().split(b"\0")
+
+
+@pytest.mark.parametrize("same_environment", [True, False], ids=["taken-over", "refused"])
+def test_the_daemon_spark_launches_hands_its_work_to_the_standby(same_environment: bool):
+    """Without a JVM: the standby the driver starts (session.standby_daemon) imports TensorFlow,
+    the daemon launched later hands it its streams, and the workers are forked from the
+    standby; where the two environments differ, the launched daemon serves itself."""
+    preload = python_daemon.PRELOAD_TENSORFLOW
+    environment = {**os.environ, preload: "1", "FRUITLENS_VERBOSE": "2", "PYTHONHASHSEED": "0"}
+    address = python_daemon.start_standby(environment, sys.executable)
+    launched = {
+        **environment,
+        python_daemon.STANDBY: address,
+        "PYTHON_WORKER_FACTORY_SECRET": "not checked here",
+        "SPARK_REUSE_WORKER": "1",
+        preload: "1" if same_environment else "0",
+    }
+    daemon = launch_daemon(launched)
+    assert (b"--standby" in parent_of_a_worker(daemon)) == same_environment
+    _, errors = daemon.communicate(timeout=60)  # closes its standard input, as the JVM does
+    said = python_daemon.TOOK_OVER if same_environment else python_daemon.NOT_TAKEN_OVER
+    assert said in errors.decode()
+    assert not Path(address).parent.exists()  # the standby removed its socket's folder

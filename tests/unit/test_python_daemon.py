@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -146,3 +147,52 @@ def test_featurizing_sessions_give_every_python_function_the_sql_runners_traceba
     assert key not in session.spark_settings(Config(jars_dir=jars))
     off = Config(jars_dir=jars, spark_conf=[f"{session.SIMPLIFIED_TRACEBACK}=false"])
     assert key not in session.spark_settings(off, featurizes=True)
+
+
+def test_the_standby_refuses_a_daemon_whose_environment_differs_beyond_sparks_launch():
+    own = {"TF_ENABLE_ONEDNN_OPTS": "1", "PYTHONHASHSEED": "0", "HOME": "/root"}
+    launched = {
+        **own,
+        # What the JVM adds for each daemon it launches: read after the hand-over.
+        "PYTHON_WORKER_FACTORY_SECRET": "secret",
+        "SPARK_REUSE_WORKER": "1",
+        "PYTHONPATH": "/spark/python/lib/pyspark.zip",
+        python_daemon.STANDBY: "/tmp/socket",
+    }
+    assert python_daemon.refusal(own, launched, sys.path, {}) is None
+    # Read by TensorFlow's import, or fixed at the interpreter's start: they must agree.
+    launched |= {"TF_ENABLE_ONEDNN_OPTS": "0", "PYTHONHASHSEED": "1"}
+    del launched["HOME"]
+    why = python_daemon.refusal(own, launched, sys.path, {})
+    assert why == "its environment differs in HOME, PYTHONHASHSEED, TF_ENABLE_ONEDNN_OPTS"
+
+
+def test_the_standby_refuses_a_daemon_whose_path_finds_its_modules_elsewhere(tmp_path: Path):
+    for copy in ("imported", "other"):
+        (tmp_path / copy).mkdir()
+        (tmp_path / copy / "standby_probe.py").write_text("")
+    spec = importlib.util.spec_from_file_location(
+        "standby_probe", tmp_path / "imported" / "standby_probe.py"
+    )
+    assert spec is not None
+    modules = {"standby_probe": importlib.util.module_from_spec(spec), "os": os, "sys": sys}
+    env = {"HOME": "/root"}
+    assert python_daemon.refusal(env, env, [str(tmp_path / "imported")], modules) is None
+    why = python_daemon.refusal(env, env, [str(tmp_path / "other")], modules)
+    assert why == "the daemon's path finds these modules elsewhere: standby_probe"
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        f"spark.executorEnv.{python_daemon.PRELOAD_TENSORFLOW}=0",
+        "spark.python.daemon.module=pyspark.daemon",
+    ],
+    ids=["no-preload", "another-daemon"],
+)
+def test_no_standby_where_the_daemon_would_not_preload_tensorflow(setting: str):
+    jars = str(paths.cache_dir() / "jars")
+    mine = Config(jars_dir=jars, spark_conf=[setting])
+    assert session.standby_daemon(session.spark_settings(mine, featurizes=True)) == {}
+    # Sessions that train or score stored features import no TensorFlow.
+    assert session.standby_daemon(session.spark_settings(Config(jars_dir=jars))) == {}

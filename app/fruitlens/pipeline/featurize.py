@@ -713,7 +713,8 @@ class StartingWorkers(threading.Thread):
     pays off where executors have cores of their own (a cluster; not measured). Where they
     share the driver's two cores it is a wash: AMD EPYC Zen 3, 600 images, `local[2]`, five
     ABBA pairs, featurize stage medians 27.6 s against 27.9 s without it (bench/README.md,
-    Results, 2026-12-05 18:39).
+    Results, 2026-12-05 18:39). A local session's daemon has imported TensorFlow before this
+    job asks for it (python_daemon.py, part 5): the job then only launches it.
     """
 
     def __init__(self, spark: SparkSession) -> None:
