@@ -180,14 +180,20 @@ def stand_by(address: str) -> None:
             os.rmdir(os.path.dirname(address))
     # The streams come with the message's first bytes; the rest follows until the launched
     # process stops writing.
-    message, streams, _, _ = socket.recv_fds(connection, 1 << 16, 3)
-    while more := connection.recv(1 << 16):
-        message += more
-    launched = json.loads(message)
+    try:
+        message, streams, _, _ = socket.recv_fds(connection, 1 << 16, 3)
+        while more := connection.recv(1 << 16):
+            message += more
+        launched = json.loads(message)
+    except (OSError, ValueError):  # the launched process ended before it had said it all
+        return
     why = refusal(own_environment, launched["environment"], launched["path"], sys.modules)
     if why:
         connection.sendall(json.dumps({"refused": why}).encode() + b"\n")
         return
+    # Nothing this process has buffered may reach the JVM, which reads a port first.
+    sys.stdout.flush()
+    sys.stderr.flush()
     for number, stream in enumerate(streams):
         os.dup2(stream, number)
         os.close(stream)
@@ -247,17 +253,17 @@ def taken_over_by_standby(path: list[str]) -> bool:
     address = os.environ.get(STANDBY)
     if not address:
         return False
+    launched = json.dumps({"environment": dict(os.environ), "path": path, "argv": sys.argv})
+    message = launched.encode()
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         connection.connect(address)
-    except OSError:  # ended, or another daemon of the session took it over
+        sent = socket.send_fds(connection, [message], [0, 1, 2])
+        connection.sendall(message[sent:])
+        connection.shutdown(socket.SHUT_WR)
+        reply = json.loads(connection.makefile("rb").readline() or b'{"refused": "it ended"}')
+    except OSError:  # ended, or another daemon of the session took it over first
         return False
-    launched = json.dumps({"environment": dict(os.environ), "path": path, "argv": sys.argv})
-    message = launched.encode()
-    sent = socket.send_fds(connection, [message], [0, 1, 2])
-    connection.sendall(message[sent:])
-    connection.shutdown(socket.SHUT_WR)
-    reply = json.loads(connection.makefile("rb").readline() or b'{"refused": "it ended"}')
     verbosity = int(os.environ.get("FRUITLENS_VERBOSE", "0") or 0)
     if "refused" in reply:
         if verbosity:
@@ -265,8 +271,13 @@ def taken_over_by_standby(path: list[str]) -> bool:
         return False
     if verbosity > 1:
         print(f"{TOOK_OVER} (pid {reply['pid']})", file=sys.stderr)
-    # The JVM stops its daemon with SIGTERM, to this process.
-    signal.signal(signal.SIGTERM, lambda *_: os.kill(reply["pid"], signal.SIGTERM))
+    daemon = reply["pid"]
+
+    def pass_on(*_: object) -> None:  # the JVM stops its daemon with SIGTERM, to this process
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(daemon, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, pass_on)
     connection.recv(1)  # returns when the daemon and its workers have ended
     return True
 
