@@ -145,12 +145,13 @@ def preload_tensorflow() -> None:
 
 def start_standby(environment: Mapping[str, str], python: str) -> str:
     """Start a standby daemon with `environment` (the one the JVM will give its daemon, less
-    the launch variables) and return its socket's path. It lives until a launched daemon takes
-    it over, or refused one, or this process ends (its standard input is this end of a pipe)."""
+    the launch variables) and return its socket's path. It waits for the daemon the JVM
+    launches, then serves as it or refuses and ends; or it ends with this process (its standard
+    input is this end of a pipe)."""
     folder = tempfile.mkdtemp(prefix="fruitlens-daemon-")  # private: mode 0700
     address = os.path.join(folder, "standby")
     standby = subprocess.Popen(
-        [python, "-m", "fruitlens.python_daemon", "--standby", address],
+        [python, "-m", __name__, "--standby", address],
         env=dict(environment),
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,

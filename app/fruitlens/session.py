@@ -361,8 +361,9 @@ def standby_daemon(settings: dict[str, str]) -> dict[str, str]:
     environment = {
         **os.environ,
         # What Spark gives every Python worker besides spark.executorEnv: pyspark's SparkContext
-        # sets the hash seed, Spark's Python runner the OpenMP threads of a task. A Spark that
-        # changes them makes the standby refuse, and the daemon imports TensorFlow itself.
+        # sets the hash seed, Spark's Python runner a task's OpenMP threads and unbuffered
+        # output. A Spark that changes them makes the standby refuse (python_daemon.refusal),
+        # and its daemon imports TensorFlow itself.
         "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0"),
         "OMP_NUM_THREADS": settings.get("spark.task.cpus", "1"),
         "PYTHONUNBUFFERED": "YES",
