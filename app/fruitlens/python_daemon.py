@@ -58,6 +58,7 @@ import importlib
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -147,29 +148,38 @@ def start_standby(environment: Mapping[str, str], python: str) -> str:
     """Start a standby daemon with `environment` (the one the JVM will give its daemon, less
     the launch variables) and return its socket's path. It waits for the daemon the JVM
     launches, then serves as it or refuses and ends; or it ends with this process (its standard
-    input is this end of a pipe)."""
+    input is this end of a pipe). OSError where the socket cannot be made."""
     folder = tempfile.mkdtemp(prefix="fruitlens-daemon-")  # private: mode 0700
     address = os.path.join(folder, "standby")
-    standby = subprocess.Popen(
-        [python, "-m", __name__, "--standby", address],
-        env=dict(environment),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-    )
+    try:
+        # Listening before this returns: a daemon launched at once finds it, however slowly
+        # the standby's interpreter starts.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+            listener.bind(address)  # OSError: a path too long for a socket's (a deep TMPDIR)
+            listener.listen(1)
+            standby = subprocess.Popen(
+                [python, "-m", __name__, "--standby", str(listener.fileno())],
+                env=dict(environment),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                pass_fds=[listener.fileno()],
+            )
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     atexit.register(standby.stdin.close)  # type: ignore[union-attr]
     return address
 
 
-def stand_by(address: str) -> None:
-    """The standby: import TensorFlow, wait for the daemon the JVM launches, serve as it."""
+def stand_by(listening: int) -> None:
+    """The standby, given the socket it listens on: import TensorFlow, wait for the daemon the
+    JVM launches, serve as it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver's Ctrl-C is the driver's to handle
     own_environment = dict(os.environ)  # before TensorFlow's import adds variables of its own
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener = socket.socket(fileno=listening)
+    address = listener.getsockname()
     try:
-        # Bound first: a launched daemon that connects during the import waits for it.
-        listener.bind(address)
-        listener.listen(1)
-        preload_tensorflow()
+        preload_tensorflow()  # a daemon that connects meanwhile waits
         # Standard input ends when the driver does.
         if listener not in select.select([listener, sys.stdin], [], [])[0]:
             return
@@ -301,7 +311,7 @@ def serve(path: list[str], preloaded: bool) -> None:
 
 def main() -> None:
     if sys.argv[1:2] == ["--standby"]:
-        stand_by(sys.argv[2])
+        stand_by(int(sys.argv[2]))
         return
     path = unpacked_pyspark_first(sys.path, os.environ.get("SPARK_HOME", ""))
     if not taken_over_by_standby(path):

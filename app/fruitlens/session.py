@@ -374,7 +374,11 @@ def standby_daemon(settings: dict[str, str]) -> dict[str, str]:
         },
     }
     python = os.environ.get("PYSPARK_PYTHON", sys.executable)
-    address = python_daemon.start_standby(environment, python)
+    try:
+        address = python_daemon.start_standby(environment, python)
+    except OSError as exc:  # the daemon will import TensorFlow itself
+        log.debug("no standby daemon: %s", exc)
+        return {}
     return {EXECUTOR_ENV + python_daemon.STANDBY: address}
 
 

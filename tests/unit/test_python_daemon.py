@@ -9,6 +9,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,17 @@ def test_no_standby_where_the_daemon_would_not_preload_tensorflow(setting: str):
     assert session.standby_daemon(session.spark_settings(mine, featurizes=True)) == {}
     # Sessions that train or score stored features import no TensorFlow.
     assert session.standby_daemon(session.spark_settings(Config(jars_dir=jars))) == {}
+
+
+def test_no_standby_where_its_socket_cannot_be_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A Unix socket's path holds about 100 bytes: under a deeper TMPDIR the daemon imports
+    TensorFlow itself, and nothing is left behind."""
+    deep = tmp_path / ("d" * 120)
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    jars = str(paths.cache_dir() / "jars")
+    settings = session.spark_settings(Config(jars_dir=jars), featurizes=True)
+    assert session.standby_daemon(settings) == {}
+    assert list(deep.iterdir()) == []
