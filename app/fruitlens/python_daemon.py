@@ -32,17 +32,19 @@
    import (the event log of a 600-image run on a 2-vCPU AMD EPYC Zen 4). So a local featurizing
    session starts a *standby* first (`start_standby`, from session.start_session, before the
    JVM), which imports TensorFlow while the JVM starts. The process the JVM launches hands its
-   standard streams and environment over a Unix socket to the standby, which becomes the daemon
-   from there (`serve`); the launched process stays as the one the JVM knows, passes SIGTERM on
-   and ends with it. The standby refuses (and the launched process imports TensorFlow itself,
-   as before) when its environment or its modules differ from what the daemon would have had
-   (`refusal`). On that machine, 600 images, `local[2]`, alternated (without it first): bf16,
-   five pairs, featurize stage 11.8-12.4 s against 13.6-14.1 s, the whole run
-   26.7-28.1 s against 27.2-28.6 s; fp32, three pairs, 19.4-20.0 s against 21.3-21.9 s, the
-   run 33.8-35.1 s against 35.0-36.7 s; busy CPU equal, the same PCA CSV (bench/README.md,
-   Results, 2026-12-06). The run gains less than the stage: on two cores the standby's import
-   competes with the JVM's start, where the daemon's used to leave a core idle while the
-   featurize job waited for it (not measured: a machine with cores to spare).
+   standard streams and environment over a Unix socket to the standby, which becomes the
+   daemon from there (`serve`); the launched process stays as the one the JVM knows, passes
+   SIGTERM on and ends with it. The driver listens on that socket before it starts the
+   standby, so a daemon launched at any time waits for the import. The standby refuses (and
+   the launched process imports TensorFlow itself, as before) when its environment or its
+   modules differ from what the daemon would have had (`refusal`). On that machine, 600
+   images, `local[2]`, alternated (without it first): bf16, five pairs, featurize stage
+   11.8-12.4 s against 13.6-14.1 s, the whole run 26.7-28.1 s against 27.2-28.6 s; fp32, three
+   pairs, 19.4-20.0 s against 21.3-21.9 s, the run 33.8-35.1 s against 35.0-36.7 s; busy CPU
+   equal, the same PCA CSV (bench/README.md, Results, 2026-12-06). The run gains less than the
+   stage: on two cores the standby's import competes with the JVM's start, where the daemon's
+   used to leave a core idle while the featurize job waited for it (not measured: a machine
+   with cores to spare).
 
 It is set as `spark.python.daemon.module` (session.TUNING), so the driver's local workers and
 every executor's run it. Drop parts 1-3 once the Spark pin carries their fixes; parts 4-5 are
