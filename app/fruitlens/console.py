@@ -29,6 +29,16 @@ def level(verbosity: int | None) -> int:
     return min(max(verbosity or 0, QUIET), EVERYTHING)
 
 
+# The driver's verbosity in its Python workers' environment (spark_settings); also the
+# variable of the --verbose setting itself (config: FRUITLENS_<NAME>).
+WORKERS_VERBOSITY = "FRUITLENS_VERBOSE"
+
+
+def workers_level() -> int:
+    """In a Python worker or daemon: the verbosity the driver chose."""
+    return level(int(os.environ.get(WORKERS_VERBOSITY, "0") or 0))
+
+
 class PersonFormatter(logging.Formatter):
     """`11:02:03 stage featurize: done in 6.3 s`; warnings and errors say so in words."""
 
@@ -64,7 +74,7 @@ def configure_logging(verbosity: int | None) -> None:
 def worker_environment(verbosity: int | None) -> dict[str, str]:
     """Environment of the Python workers (spark.executorEnv.*) for this verbosity."""
     chosen = level(verbosity)
-    environment = {"TF_CPP_MIN_LOG_LEVEL": TF_LEVELS[chosen], "FRUITLENS_VERBOSE": str(chosen)}
+    environment = {"TF_CPP_MIN_LOG_LEVEL": TF_LEVELS[chosen], WORKERS_VERBOSITY: str(chosen)}
     if chosen == QUIET:
         environment["PYTHONWARNINGS"] = "ignore"  # Keras/NumPy warnings printed by workers
     return environment
@@ -103,7 +113,7 @@ def quiet_tensorflow() -> None:
     import error still raises). Then absl's Python logger (Keras's 'WARNING:absl' lines) and
     TensorFlow's follow the verbosity.
     """
-    chosen = level(int(os.environ.get("FRUITLENS_VERBOSE", "0") or 0))
+    chosen = workers_level()
     if "keras" not in sys.modules:
         with native_stderr_to_null(enabled=chosen == QUIET), hidden_modules(KERAS_EXTRAS):
             import keras  # noqa: F401  (Keras imports TensorFlow)

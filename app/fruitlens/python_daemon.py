@@ -277,12 +277,13 @@ def taken_over_by_standby(path: list[str]) -> bool:
         reply = json.loads(connection.makefile("rb").readline() or b'{"refused": "it ended"}')
     except OSError:  # ended, or another daemon of the session took it over first
         return False
-    verbosity = int(os.environ.get("FRUITLENS_VERBOSE", "0") or 0)
+    from fruitlens import console
+
     if "refused" in reply:
-        if verbosity:
+        if console.workers_level() >= console.WARNINGS:
             print(f"{NOT_TAKEN_OVER}: {reply['refused']}", file=sys.stderr)
         return False
-    if verbosity > 1:
+    if console.workers_level() == console.EVERYTHING:
         print(f"{TOOK_OVER} (pid {reply['pid']})", file=sys.stderr)
     daemon = reply["pid"]
 

@@ -402,13 +402,14 @@ def start_session(
     master = config.master or (None if launched_by_spark_submit() else "local[*]")
     if master:
         builder = builder.master(master)
-    if master and master.startswith("local"):
+    local = bool(master and master.startswith("local"))
+    if local:
         # Outside a cluster nothing needs to reach the driver from another machine: the UI
         # (which binds SPARK_LOCAL_IP, else every interface) and the RPC stay on loopback.
         os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
     explicit = chosen_settings(config).keys()
     settings = spark_settings(config, input_files, featurizes)
-    if master and master.startswith("local") and SparkSession.getActiveSession() is None:
+    if local and SparkSession.getActiveSession() is None:  # a JVM yet to start
         settings.update(standby_daemon(settings))
     for key, value in settings.items():
         if key in explicit or not existing.contains(key):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from fruitlens import python_daemon, session
+from fruitlens import console, python_daemon, session
 
 pytestmark = [pytest.mark.spark]
 
@@ -124,7 +124,8 @@ def test_the_daemon_spark_launches_hands_its_work_to_the_standby(same_environmen
     the daemon launched later hands it its streams, and the workers are forked from the
     standby; where the two environments differ, the launched daemon serves itself."""
     preload = python_daemon.PRELOAD_TENSORFLOW
-    environment = {**os.environ, preload: "1", "FRUITLENS_VERBOSE": "2", "PYTHONHASHSEED": "0"}
+    verbose = {console.WORKERS_VERBOSITY: str(console.EVERYTHING)}  # both lines are printed
+    environment = {**os.environ, preload: "1", **verbose, "PYTHONHASHSEED": "0"}
     address = python_daemon.start_standby(environment, sys.executable)
     launched = {
         **environment,
