@@ -155,10 +155,14 @@ def java_options(verbosity: int | None) -> str:
     )
 
 
+# The Python workers' environment variables, as Spark settings: by name after this prefix.
+EXECUTOR_ENV = "spark.executorEnv."
+
+
 def spark_settings(verbosity: int | None) -> dict[str, str]:
     """Spark settings of this verbosity: the progress bar, and the workers' environment."""
     chosen = level(verbosity)
     settings = {"spark.ui.showConsoleProgress": str(chosen == EVERYTHING).lower()}
     for name, value in worker_environment(chosen).items():
-        settings[f"spark.executorEnv.{name}"] = value
+        settings[EXECUTOR_ENV + name] = value
     return settings

@@ -64,8 +64,6 @@ S3A_FAILURE_BOUNDS = {
 }
 
 DAEMON_MODULE = "spark.python.daemon.module"
-# The Python workers' environment variables, by name after this prefix.
-EXECUTOR_ENV = "spark.executorEnv."
 TUNING = {
     # A few large partitions beat many tiny ones for per-task model warm-up; Spark still
     # splits into at least defaultParallelism partitions.
@@ -236,13 +234,13 @@ def spark_settings(
         # Every featurize worker needs TensorFlow: imported once per executor, in the daemon
         # the workers are forked from (python_daemon.py). A session that only trains or scores
         # stored features would pay that import for nothing.
-        settings[EXECUTOR_ENV + python_daemon.PRELOAD_TENSORFLOW] = "1"
+        settings[console.EXECUTOR_ENV + python_daemon.PRELOAD_TENSORFLOW] = "1"
         # Spark keys its Python daemons by the workers' environment, and its SQL runners add this
         # variable while Spark SQL's simplified tracebacks are on (the default): given to every
         # Python function, it lets the RDD job that starts the daemon early
         # (featurize.StartingWorkers) start the one the featurize UDF uses.
         if chosen.get(SIMPLIFIED_TRACEBACK, "true").strip().lower() == "true":
-            settings[EXECUTOR_ENV + SIMPLIFIED_TRACEBACK_VARIABLE] = "1"
+            settings[console.EXECUTOR_ENV + SIMPLIFIED_TRACEBACK_VARIABLE] = "1"
         # Here, not at the top: pipeline modules import pandas and NumPy, 0.5 s that every
         # command would pay before it can refuse its flags.
         from fruitlens.pipeline import featurize
@@ -251,7 +249,7 @@ def spark_settings(
             featurize.arrow_batch_rows(config.batch_size)
         )
         for name, value in featurize.WORKER_ENVIRONMENT.items():
-            settings[EXECUTOR_ENV + name] = value
+            settings[console.EXECUTOR_ENV + name] = value
     if not launched_by_spark_submit():
         # The JVM starts with fruitlens's log4j2 file (no banner, no WARN lines by default) and
         # maps the recorded class archive when there is one (2 s less start-up). Spark's slot for
@@ -355,7 +353,7 @@ def standby_daemon(settings: dict[str, str]) -> dict[str, str]:
     """For a local session whose daemon preloads TensorFlow: start a standby daemon now, before
     the JVM, and return the setting that tells the daemon the JVM launches where it is
     (python_daemon.py, part 5). Empty for other sessions."""
-    preloads = settings.get(EXECUTOR_ENV + python_daemon.PRELOAD_TENSORFLOW) == "1"
+    preloads = settings.get(console.EXECUTOR_ENV + python_daemon.PRELOAD_TENSORFLOW) == "1"
     if not preloads or settings.get(DAEMON_MODULE) != python_daemon.__name__:
         return {}
     environment = {
@@ -368,9 +366,9 @@ def standby_daemon(settings: dict[str, str]) -> dict[str, str]:
         "OMP_NUM_THREADS": settings.get("spark.task.cpus", "1"),
         "PYTHONUNBUFFERED": "YES",
         **{
-            key.removeprefix(EXECUTOR_ENV): value
+            key.removeprefix(console.EXECUTOR_ENV): value
             for key, value in settings.items()
-            if key.startswith(EXECUTOR_ENV)
+            if key.startswith(console.EXECUTOR_ENV)
         },
     }
     python = os.environ.get("PYSPARK_PYTHON", sys.executable)
@@ -379,7 +377,7 @@ def standby_daemon(settings: dict[str, str]) -> dict[str, str]:
     except OSError as exc:  # the daemon will import TensorFlow itself
         log.debug("no standby daemon: %s", exc)
         return {}
-    return {EXECUTOR_ENV + python_daemon.STANDBY: address}
+    return {console.EXECUTOR_ENV + python_daemon.STANDBY: address}
 
 
 def start_session(
