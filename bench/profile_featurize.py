@@ -50,10 +50,11 @@ def main() -> None:
     config = build_config("run", vars(args), environ={})
     resolved = weights.resolve(config.weights, None)
     spark = session.start_session(config, "fruitlens-profile")
-    listing = list_input(config, Storage(config)).listed
+    storage = Storage(config)
+    listing = list_input(config, storage).listed
     files = images.read_listed_files(spark, listing.readable)
     named = images.with_names(files, images.qualified_root(spark, str(config.input)))
-    image_size = config.image_size or featurize.native_size(spark, listing)
+    image_size = config.image_size or featurize.native_size(storage, listing)
     spec = featurize.shipped_spec(spark, config, resolved, image_size)
     partitions = named.rdd.getNumPartitions()
     listed = named.count()

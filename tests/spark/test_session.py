@@ -36,16 +36,16 @@ def test_python_workers_run_under_the_fruitlens_daemon(spark: SparkSession):
 
 
 def test_a_named_block_inside_another_gives_the_outer_name_back(spark: SparkSession):
-    """The size probe's jobs are named inside the featurize block: the jobs after it must be
-    named featurize again, as the cluster test's search for featurize tasks expects."""
-    from fruitlens.pipeline.featurize import FEATURIZE_JOB, SIZE_PROBE_JOB
+    """Jobs after an inner block are named featurize again, as the cluster test's search for
+    featurize tasks expects, and jobs after the outer block are not named."""
+    from fruitlens.pipeline.featurize import FEATURIZE_JOB
 
     def named() -> str | None:
         return spark.sparkContext.getLocalProperty("spark.job.description")
 
     with session.job_description(spark, FEATURIZE_JOB):
-        with session.job_description(spark, SIZE_PROBE_JOB):
-            assert named() == SIZE_PROBE_JOB
+        with session.job_description(spark, "inner"):
+            assert named() == "inner"
         assert named() == FEATURIZE_JOB
     assert named() is None
 

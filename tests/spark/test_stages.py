@@ -316,15 +316,6 @@ def test_stored_features_are_reused_and_only_new_images_featurized(
         assert (list(row["features"]) == marker) == reused
 
 
-def test_native_size_is_the_commonest_side(spark: SparkSession, tmp_path):
-    for i, side in enumerate([64, 64, 48]):
-        image = Image.new("RGB", (side, side // 2), (i, i, i))
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        (tmp_path / f"{i}.png").write_bytes(buffer.getvalue())
-    assert featurize.native_size(spark, listing_of(tmp_path).listed) == 64
-
-
 def listing_jobs(spark: SparkSession, input_uri: str) -> tuple[int, int]:
     """(Spark jobs that listing `input_uri` ran, files listed)."""
     tracker = spark.sparkContext.statusTracker()

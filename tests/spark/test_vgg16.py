@@ -37,8 +37,11 @@ def test_seeded_vgg16_from_a_file_in_spark_matches_the_model_run_in_the_driver(
     # against float32 is the next test's comparison.
     config = Config(input=str(tmp_path / "in"), weights=str(seeded_weights_file), precision="fp32")
 
-    listing = list_input(config, Storage(config))
-    result = featurize.featurize_and_count(spark, config, resolved, listing.listed)
+    storage = Storage(config)
+    listing = list_input(config, storage)
+    size = featurize.native_size(storage, listing.listed)
+    spec = featurize.shipped_spec(spark, config, resolved, size)
+    result = featurize.featurize_and_count(spark, config, resolved, listing.listed, spec)
 
     assert result.counts == {"listed": 3, "processed": 3, "rejected": 0, "rejected_by_reason": {}}
     assert result.spec.image_size == 64  # the images' own size

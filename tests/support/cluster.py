@@ -215,8 +215,8 @@ def featurizing_executors(core: Any, driver: str) -> set[str]:
             return set()
         app = applications[0]["id"]
         # The tasks themselves, not the executors' active task counts: the job that starts the
-        # Python workers (featurize.StartingWorkers) and the size probe's (SIZE_PROBE_JOB) run
-        # under names of their own beside the featurize job. A job's first stage is the
+        # Python workers (featurize.StartingWorkers) runs under a name of its own beside the
+        # featurize job. A job's first stage is the
         # listing's shuffle (images.read_listed_files repartitions it), whose millisecond tasks
         # featurize nothing; adaptive execution runs it as a job of its own too. On a fast Xeon
         # (2026-12-05) a victim picked among those was done before its pod was deleted.

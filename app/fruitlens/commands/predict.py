@@ -46,14 +46,9 @@ def predict_command(config: Config) -> dict[str, Any]:
     starting = featurize.start_python_workers(spark)  # while the driver lists and plans
     model, _ = classify.load(str(config.model), storage)
     with report.stage("featurize"), session.job_description(spark, featurize.FEATURIZE_JOB):
+        spec = featurize.shipped_spec(spark, config, resolved, card.image_size)
         result = featurize.featurize_and_count(
-            spark,
-            config,
-            resolved,
-            listing.listed,
-            card.image_size,
-            require_label=False,
-            starting=starting,
+            spark, config, resolved, listing.listed, spec, require_label=False, starting=starting
         )
     report.record_featurization(result)
     report.sections["listing"] = listing.describe_hidden()

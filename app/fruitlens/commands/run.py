@@ -54,8 +54,10 @@ def run_command(config: Config) -> dict[str, Any]:
     starting = featurize.start_python_workers(spark)  # while the driver lists and plans
     stored, stored_size = featurize.stored_features(spark, config, previous, resolved)
     with report.stage("featurize"), session.job_description(spark, featurize.FEATURIZE_JOB):
+        size = stored_size or config.image_size or featurize.native_size(storage, listing.listed)
+        spec = featurize.shipped_spec(spark, config, resolved, size)
         result = featurize.featurize_and_count(
-            spark, config, resolved, listing.listed, stored_size, stored=stored, starting=starting
+            spark, config, resolved, listing.listed, spec, stored=stored, starting=starting
         )
     report.record_featurization(result)
     report.sections["listing"] = listing.describe_hidden()

@@ -221,11 +221,15 @@ class Storage:
         except Exception:
             return None
 
-    def read_bytes(self, uri: str) -> bytes:
+    def read_bytes(self, uri: str, limit: int | None = None) -> bytes:
+        """A file's bytes, or its first `limit` bytes (one ranged GET on S3)."""
         if not paths.is_s3(uri):
-            return local_path(uri).read_bytes()
+            with local_path(uri).open("rb") as file:
+                return file.read(-1 if limit is None else limit)
         location = S3Location.parse(uri)
-        return self.s3.get_object(Bucket=location.bucket, Key=location.key)["Body"].read()
+        ranged = {} if limit is None else {"Range": f"bytes=0-{limit - 1}"}
+        response = self.s3.get_object(Bucket=location.bucket, Key=location.key, **ranged)
+        return response["Body"].read()
 
     def presigned_url(self, uri: str, expires_in_s: int, content_type: str) -> str:
         """A time-limited GET link to one private object (the object itself stays private)."""
