@@ -229,6 +229,24 @@ def test_the_early_python_job_starts_the_daemon_the_featurize_udf_uses(
     assert started() == featurize_daemons()
 
 
+def test_the_inputs_digest_is_the_one_spark_computed_for_runs_committed_before(
+    spark: SparkSession, tmp_path: Path
+):
+    """Committed runs keep a fingerprint over the digest Spark computed (array_sort, sha2) before
+    the driver did: the same, whatever the names' characters, case or missing labels."""
+    root = tmp_path / "in"
+    # One content: equal ids, so the lines' order is the paths'.
+    for folder in ["apple", "Apple", "Äpfel", "Pomme é", "Zürich 🍎", "Ωmega", "ǅ"]:
+        (root / "Training" / folder).mkdir(parents=True)
+        (root / "Training" / folder / "ü.jpg").write_bytes(rgb_jpeg())
+    (root / "loose é.jpg").write_bytes(rgb_jpeg())  # no class folder: no label
+    every = images.listed_inputs(spark, Config(input=str(root)), listing_of(root).listed)
+    fields = [F.coalesce(F.col(name), F.lit("")) for name in images.INPUT_FIELDS]
+    lines = F.array_sort(F.collect_list(F.concat_ws("\t", *fields)))
+    computed_by_spark = every.select(F.sha2(F.concat_ws("\n", lines), 256)).first()[0]
+    assert images.inputs_digest(every) == computed_by_spark
+
+
 def test_listed_inputs_digest_follows_content_and_pseudonymize(spark: SparkSession, tmp_path):
     root = fruit_tree(tmp_path / "in", {"Training": 2})
     plain = Config(input=str(root))
@@ -272,7 +290,8 @@ def test_counts_split_rows_into_processed_and_rejected(spark: SparkSession, odd_
     _, named = named_files(spark, odd_tree)
     out = featurize.featurize_images(named, SPEC, model_for=pooled_model_for)
     every = images.with_unread(spark, out, listing_of(odd_tree).listed)
-    counts, workers = featurize.count_outcomes(every)
+    counts, workers, digest = featurize.count_outcomes(every)
+    assert digest == images.inputs_digest(every)
     expected = [reason for _, reason in bad_inputs().values()]
     # Who featurized what: the one worker's facts, once, for every processed image.
     used, _ = featurize.choose_precision(SPEC.precision, featurize.this_cpu())

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, LongType, StringType, StructField, StructType
 
@@ -278,11 +278,25 @@ def listed_inputs(spark: SparkSession, config: Config, listed: Listed) -> DataFr
     return as_written(every_file, config)
 
 
+def input_line() -> Column:
+    """A file's (id, path, label, split) as the outputs name them, tab-separated (a missing
+    field empty): what lines_digest hashes."""
+    return F.concat_ws("\t", *(F.coalesce(F.col(name), F.lit("")) for name in INPUT_FIELDS))
+
+
+def lines_digest(lines: Iterable[str]) -> str:
+    """SHA-256 over the input lines sorted, newline-joined: the digest of a run's inputs.
+
+    On the driver, which holds the listing already: the outcome counts bring the lines along
+    (featurize.count_outcomes) instead of a job of their own. Python's order of strings is
+    their UTF-8 bytes' order, as Spark's array_sort, which computed it before: the same digest
+    as the fingerprints of runs committed then."""
+    return checksum.sha256("\n".join(sorted(lines)).encode("utf-8"))
+
+
 def inputs_digest(every_file: DataFrame) -> str:
-    """SHA-256 over each file's (id, path, label, split) as the outputs name them."""
-    fields = [F.coalesce(F.col(name), F.lit("")) for name in INPUT_FIELDS]
-    lines = F.array_sort(F.collect_list(F.concat_ws("\t", *fields)))
-    return every_file.select(F.sha2(F.concat_ws("\n", lines), 256)).first()[0]
+    """lines_digest of every file (every_file: one row per file, with INPUT_FIELDS)."""
+    return lines_digest(row[0] for row in every_file.select(input_line()).collect())
 
 
 def normalize_path(path: str) -> str:
