@@ -513,8 +513,8 @@ def native_size(storage: Storage, listed: images.Listed) -> int:
     read by the driver (a ranged GET each on S3, several at a time).
 
     Not a Spark job: the two that read the same 32 files through the session took 0.4-0.9 s
-    (600 images, `local[2]`, AMD EPYC Zen 4), and on S3 each whole file went through s3a; here
-    the local files take milliseconds.
+    (600 images, `local[2]`, AMD EPYC Zen 4; bench/README.md, "The jobs around the featurize
+    job"), and on S3 each whole file went through s3a; here local files take milliseconds.
     """
 
     def header(path: str) -> bytes:
@@ -646,8 +646,8 @@ def stored_features(
 def count_outcomes(featurized: DataFrame) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
     """Images per outcome, per worker that featurized some (its precision, CPU and count), and
     the inputs' digest (images.lines_digest), from one aggregation job: the rows themselves say
-    who made them. The digest's own job took ~0.4 s after the featurize job, 600 images in
-    `local[2]` on an AMD EPYC Zen 4 (bench/README.md, Results, 2026-12-06)."""
+    who made them. The digest's own jobs took ~0.4 s after the featurize job, 600 images in
+    `local[2]` on an AMD EPYC Zen 4 (bench/README.md, "The jobs around the featurize job")."""
     rows = (
         featurized.groupBy("reason", *WORKER_COLUMNS)
         .agg(F.count(F.lit(1)).alias("count"), F.collect_list(images.input_line()).alias("lines"))
