@@ -36,8 +36,9 @@ def test_python_workers_run_under_the_fruitlens_daemon(spark: SparkSession):
 
 
 def test_a_named_block_inside_another_gives_the_outer_name_back(spark: SparkSession):
-    """Jobs after an inner block are named featurize again, as the cluster test's search for
-    featurize tasks expects, and jobs after the outer block are not named."""
+    """A named block gives back the name it found: the jobs after the featurize block (the
+    writes) are not named featurize, which the cluster test's search for featurize tasks relies
+    on, and a block inside another gives the outer name back."""
     from fruitlens.pipeline.featurize import FEATURIZE_JOB
 
     def named() -> str | None:
