@@ -51,7 +51,7 @@ def run_command(config: Config) -> dict[str, Any]:
             listed = images.inputs_digest(images.listed_inputs(spark, config, listing.listed))
         if run_fingerprint(config, listed, resolved) == previous["fingerprint"]:
             return keep_committed_run(previous, report, commit)
-    starting = featurize.start_python_workers(spark)  # while the driver lists and plans
+    starting = featurize.start_python_workers(spark)  # while the driver plans the featurize job
     stored, stored_size = featurize.stored_features(spark, config, previous, resolved)
     with report.stage("featurize"), session.job_description(spark, featurize.FEATURIZE_JOB):
         size = stored_size or config.image_size or featurize.native_size(storage, listing.listed)
