@@ -42,10 +42,10 @@
    11.8-12.4 s against 13.6-14.1 s, the whole run 26.7-28.1 s against 27.2-28.6 s; fp32, three
    pairs, 19.4-20.0 s against 21.3-21.9 s, the run 33.8-35.1 s against 35.0-36.7 s; busy CPU
    equal, the same k and accuracy (bench/README.md, Profile and tuning, "A local run's daemon
-   is a standby"; bf16 runs are not bit-reproducible here, 2 threads). The run gains less than the
-   stage: on two cores the standby's import competes with the JVM's start, where the daemon's
-   used to leave a core idle while the featurize job waited for it (not measured: a machine
-   with cores to spare).
+   is a standby"; the PCA CSV's last bits vary from run to run, see docs/OPERATIONS.md). The
+   run gains less than the stage: on two cores the standby's import competes with the JVM's
+   start, where the daemon's used to leave a core idle while the featurize job waited for it
+   (not measured: a machine with cores to spare).
 
 It is set as `spark.python.daemon.module` (session.TUNING), so the driver's local workers and
 every executor's run it. Drop parts 1-3 once the Spark pin carries their fixes; parts 4-5 are
