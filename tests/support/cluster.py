@@ -216,10 +216,10 @@ def featurizing_executors(core: Any, driver: str) -> set[str]:
         app = applications[0]["id"]
         # The tasks themselves, not the executors' active task counts: the job that starts the
         # Python workers (featurize.StartingWorkers) runs under a name of its own beside the
-        # featurize job. A job's first stage is the
-        # listing's shuffle (images.read_listed_files repartitions it), whose millisecond tasks
-        # featurize nothing; adaptive execution runs it as a job of its own too. On a fast Xeon
-        # (2026-12-05) a victim picked among those was done before its pod was deleted.
+        # featurize job. A job's first stage is the listing's shuffle (images.read_listed_files
+        # repartitions it), whose millisecond tasks featurize nothing; adaptive execution runs
+        # it as a job of its own too. On a fast Xeon (2026-12-05) a victim picked among those
+        # was done before its pod was deleted.
         stages = [
             stage
             for job in get(f"applications/{app}/jobs")
