@@ -43,7 +43,8 @@ def predict_command(config: Config) -> dict[str, Any]:
     commit = OutputCommit.begin(output, storage)
     # The model is read through s3a, so only once the session has the jars and settings.
     spark = session.start_session(config, "fruitlens-predict", listing.files, featurizes=True)
-    starting = featurize.start_python_workers(spark)  # while the driver plans the featurize job
+    # While the driver loads the model and plans the featurize job.
+    starting = featurize.start_python_workers(spark)
     model, _ = classify.load(str(config.model), storage)
     with report.stage("featurize"), session.job_description(spark, featurize.FEATURIZE_JOB):
         spec = featurize.shipped_spec(spark, config, resolved, card.image_size)
