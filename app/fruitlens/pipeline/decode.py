@@ -23,7 +23,6 @@ NO_CLASS_FOLDER = "no_class_folder"
 TOO_DEEP = "too_deep"
 FILE_TOO_LARGE = "file_too_large"
 UNSUPPORTED_FORMAT = "unsupported_format"
-UNREADABLE = "unreadable"
 
 # The photo formats decoded; Pillow knows dozens more (EPS would even run Ghostscript), each a
 # parser that hostile bytes could reach, so the others are recognised by their magic bytes only
