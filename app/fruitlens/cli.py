@@ -7,9 +7,12 @@ import importlib
 import json
 import logging
 import os
+import signal
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import Any, NoReturn
 
 from fruitlens import __version__, config, console, errors, redact
@@ -17,6 +20,7 @@ from fruitlens.commands import submit
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command Ctrl-C stopped
 
 COMMANDS: dict[str, tuple[str, str]] = {
     config.RUN: (
@@ -169,12 +173,50 @@ HANDLERS: dict[str, Callable[[config.Config], int]] = {
 }
 
 
+class StopSparkOnInterrupt:
+    """The SIGINT handler of a command: the first Ctrl-C stops the running Spark context, from
+    another thread because the main thread's py4j connection is usually waiting for a job. That
+    call then fails, and the command ends as interrupted (`received`) through its failure path:
+    as after any failure, nothing is committed. Before Spark starts, and at a second Ctrl-C,
+    KeyboardInterrupt."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        self.received = True
+        pyspark = sys.modules.get("pyspark")
+        # pyspark's own record of the running context: asking the JVM would need the main
+        # thread's connection.
+        context = pyspark.SparkContext._active_spark_context if pyspark else None
+        if context is None:
+            raise KeyboardInterrupt
+        threading.Thread(target=context.stop, name="fruitlens-interrupt", daemon=True).start()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # said by the subcommand's parser, so that the line names the command
         subcommands = next(a for a in parser._actions if a.dest == "command").choices
         subcommands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    interrupt = StopSparkOnInterrupt()
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        return run_parsed(args, interrupt)
+    except KeyboardInterrupt:
+        return interrupted(args.command)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def interrupted(command: str) -> int:
+    print(f"fruitlens {command}: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def run_parsed(args: argparse.Namespace, interrupt: StopSparkOnInterrupt) -> int:
     if args.command == SUBMIT:
         # Its flags describe a Kubernetes submission, not the job: they are not Config settings.
         console.configure_logging(console.QUIET)
@@ -194,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except Exception as exc:  # Spark/S3 failures: one readable line, the trace in the log
         logging.getLogger("fruitlens").debug("failure", exc_info=True)
+        if interrupt.received:  # the failure of the call Spark's stop cut short
+            return interrupted(args.command)
         message = f"fruitlens {args.command}: failed: {describe_failure(exc)}"
         print(redact.redact(message), file=sys.stderr)
         return EXIT_FAILED

@@ -20,9 +20,11 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -412,11 +414,33 @@ def start_session(
     for key, value in settings.items():
         if key in explicit or not existing.contains(key):
             builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    spark = keeping_interrupt_handler(builder.getOrCreate)
     # Under spark-submit the JVM was started with the image's log4j2 set-up: the level is
     # applied from here on (a local JVM already has it).
     spark.sparkContext.setLogLevel(console.LOG4J_LEVELS[console.level(config.verbose)].upper())
     return spark
+
+
+def keeping_interrupt_handler(create: Callable[[], SparkSession]) -> SparkSession:
+    """`create()`, with the SIGINT handler in place before it kept (the command line's,
+    cli.StopSparkOnInterrupt), and a Ctrl-C during it held until that handler is back.
+
+    A new SparkContext installs its own, which cancels the jobs through the main thread's py4j
+    connection: while a job runs, that connection is waiting for it, so py4j fails ("reentrant
+    call"), logs two tracebacks, and the command ends on that error (SPARK-55404, after 4.0,
+    raises KeyboardInterrupt all the same, from the middle of the call).
+    """
+    if threading.current_thread() is not threading.main_thread():  # only there can it change
+        return create()
+    handler = signal.getsignal(signal.SIGINT)
+    # The JVM started meanwhile inherits the mask; it ignores SIGINT anyway (pyspark's launch).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return create()
+    finally:
+        if handler is not None:  # None: not set from Python, nothing to put back
+            signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def release_cached() -> None:

@@ -1,6 +1,7 @@
 """What only a process shows: the console script's exit statuses (0 done, 2 wrong usage before
 any JVM starts; 1 for a failed job is in test_reliability_s3.py, where S3 goes away under a
-running job). The README's `make run` runs in a terminal in test_report_browser.py."""
+running job, and 130 for Ctrl-C in test_reliability_local.py). The README's `make run` runs in
+a terminal in test_report_browser.py."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Issue 7 on local folders: committed outputs, a killed run, a killed worker, hostile input.
 
-Three fruitlens processes: a first run, a run SIGKILLed while it writes, and the rerun after
-it, one of whose Python workers is killed.
+Four fruitlens processes: a first run, a run SIGKILLed while it writes, the rerun after it, one
+of whose Python workers is killed, and a run stopped by Ctrl-C while it featurizes.
 
 Tiny inputs (3 classes x 4 images, flat, no classifier) keep each run short; `make chaos`
 (mk/chaos.mk) does the same at 20 000+ images.
@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -212,6 +213,60 @@ def test_killed_run_leaves_the_previous_output_and_the_rerun_survives_a_killed_w
     # 3. same input twice: identical rows (ids, paths, labels, features; PCA to 1e-9).
     assert_same_rows(first_run, output)
     assert_same_csv(first_run, output)
+
+
+def test_ctrl_c_stops_a_run_with_one_line_and_exit_130_leaving_the_previous_output(
+    first_run: Path, tiny_input: Path, tmp_path: Path
+):
+    """SIGINT to the run's process group, as a terminal's Ctrl-C sends it, while it featurizes:
+    Spark is stopped (not only pyspark's job cancel, which fails on the busy py4j connection)."""
+    output = tmp_path / "out"
+    shutil.copytree(first_run, output)
+    committed = (output / "run.json").read_bytes()
+    command = [sys.executable, "-m", "fruitlens", "run", "--input", str(tiny_input)]
+    command += ["--output", str(output), "--overwrite", *TINY_FLAGS]
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stderr is not None
+    try:
+        before = "".join(iter_until(process.stderr, "stage featurize: started"))
+        assert "stage featurize: started" in before, before[-3000:]
+        os.killpg(process.pid, signal.SIGINT)
+        _, after = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, after[-3000:]
+    assert after.splitlines()[-1] == "fruitlens run: interrupted"
+    assert "Traceback" not in before + after and "failed" not in after
+    assert (output / "run.json").read_bytes() == committed
+    # Spark's JVM and the Python daemon end with the command.
+    deadline = time.monotonic() + 60
+    while process_group_alive(process.pid):
+        assert time.monotonic() < deadline, "processes of the interrupted run are still alive"
+        time.sleep(0.2)
+
+
+def iter_until(stream: Iterable[str], marker: str) -> Iterator[str]:
+    """The lines of `stream` up to and including the first that holds `marker`."""
+    for line in stream:
+        yield line
+        if marker in line:
+            return
+
+
+def process_group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def run_with_a_worker_killed(source: Path, output: Path, marker: Path, *flags: str):
