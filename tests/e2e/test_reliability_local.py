@@ -167,15 +167,7 @@ def test_killed_run_leaves_the_previous_output_and_the_rerun_survives_a_killed_w
     before = {name: dataset(output, name) for name in DATASETS}
 
     # 1. a second run is SIGKILLed (driver, JVM, workers) as soon as it starts writing.
-    command = [sys.executable, "-m", "fruitlens", "run", "--input", str(tiny_input)]
-    command += ["--output", str(output), "--overwrite", *TINY_FLAGS]
-    process = subprocess.Popen(
-        command,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = start_run_in_its_own_group(tiny_input, output, subprocess.DEVNULL)
     deadline = time.monotonic() + 600
     try:
         while not (output / "features@2").exists():
@@ -223,16 +215,7 @@ def test_ctrl_c_stops_a_run_with_one_line_and_exit_130_leaving_the_previous_outp
     output = tmp_path / "out"
     shutil.copytree(first_run, output)
     committed = (output / "run.json").read_bytes()
-    command = [sys.executable, "-m", "fruitlens", "run", "--input", str(tiny_input)]
-    command += ["--output", str(output), "--overwrite", *TINY_FLAGS]
-    process = subprocess.Popen(
-        command,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    process = start_run_in_its_own_group(tiny_input, output, subprocess.PIPE)
     assert process.stderr is not None
     try:
         before = "".join(iter_until(process.stderr, "stage featurize: started"))
@@ -251,6 +234,21 @@ def test_ctrl_c_stops_a_run_with_one_line_and_exit_130_leaving_the_previous_outp
     while process_group_alive(process.pid):
         assert time.monotonic() < deadline, "processes of the interrupted run are still alive"
         time.sleep(0.2)
+
+
+def start_run_in_its_own_group(source: Path, output: Path, stderr: int) -> subprocess.Popen[str]:
+    """`run --overwrite` of `source` into `output` as a process group of its own, as a terminal
+    starts a job: a signal sent to the group reaches the driver, its JVM and its Python workers."""
+    command = [sys.executable, "-m", "fruitlens", "run", "--input", str(source)]
+    command += ["--output", str(output), "--overwrite", *TINY_FLAGS]
+    return subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def iter_until(stream: Iterable[str], marker: str) -> Iterator[str]:
