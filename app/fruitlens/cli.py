@@ -177,8 +177,8 @@ class StopSparkOnInterrupt:
     """The SIGINT handler of a command: the first Ctrl-C stops the running Spark context, from
     another thread because the main thread's py4j connection is usually waiting for a job. That
     call then fails, and the command ends as interrupted (`received`) through its failure path:
-    as after any failure, nothing is committed. Before Spark starts, and at a second Ctrl-C,
-    KeyboardInterrupt."""
+    as after any failure, nothing is committed. Before Spark has started, and at a second
+    Ctrl-C, KeyboardInterrupt."""
 
     def __init__(self) -> None:
         self.received = False
@@ -187,10 +187,11 @@ class StopSparkOnInterrupt:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         self.received = True
         pyspark = sys.modules.get("pyspark")
-        # pyspark's own record of the running context: asking the JVM would need the main
-        # thread's connection.
+        # pyspark's own record of the context: asking the JVM would need the main thread's
+        # connection. It is recorded before its JVM side exists (`_jsc`): until then, as if
+        # Spark had not started.
         context = pyspark.SparkContext._active_spark_context if pyspark else None
-        if context is None:
+        if context is None or getattr(context, "_jsc", None) is None:
             raise KeyboardInterrupt
         threading.Thread(target=context.stop, name="fruitlens-interrupt", daemon=True).start()
 

@@ -26,6 +26,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from fruitlens import console, jars, jvm_archive, paths, python_daemon
@@ -34,6 +35,7 @@ from fruitlens.config import Config
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
@@ -391,17 +393,17 @@ def start_session(
     """The session for a command; `input_files`, when the command has listed its input, lets
     a small run's JVM start with C1 only (driver_jvm_options); `featurizes`: the command runs
     images through VGG16, so its Python workers start with TensorFlow."""
-    from pyspark import SparkConf
+    from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
     if not launched_by_spark_submit():
         export_local_defaults()
         remove_scratch_of_ended_drivers()
     existing = SparkConf()  # under spark-submit this already holds the submitted settings
-    builder = SparkSession.builder.appName(app_name)
+    conf = SparkConf().setAppName(app_name)
     master = config.master or (None if launched_by_spark_submit() else "local[*]")
     if master:
-        builder = builder.master(master)
+        conf.setMaster(master)
     local = bool(master and master.startswith("local"))
     if local:
         # Outside a cluster nothing needs to reach the driver from another machine: the UI
@@ -413,34 +415,55 @@ def start_session(
         settings.update(standby_daemon(settings))
     for key, value in settings.items():
         if key in explicit or not existing.contains(key):
-            builder = builder.config(key, value)
-    spark = keeping_interrupt_handler(builder.getOrCreate)
+            conf.set(key, value)
+    keeping_interrupt_handler(lambda: SparkContext.getOrCreate(conf))
+    spark = SparkSession.builder.config(conf=conf).getOrCreate()
     # Under spark-submit the JVM was started with the image's log4j2 set-up: the level is
     # applied from here on (a local JVM already has it).
     spark.sparkContext.setLogLevel(console.LOG4J_LEVELS[console.level(config.verbose)].upper())
     return spark
 
 
-def keeping_interrupt_handler(create: Callable[[], SparkSession]) -> SparkSession:
-    """`create()`, with the SIGINT handler in place before it kept (the command line's,
-    cli.StopSparkOnInterrupt), and a Ctrl-C during it held until that handler is back.
+def keeping_interrupt_handler(create: Callable[[], SparkContext]) -> SparkContext:
+    """`create()` (a SparkContext), with the SIGINT handler in place before it put back (the
+    command line's, cli.StopSparkOnInterrupt), and a Ctrl-C during it held until then.
 
     A new SparkContext installs its own, which cancels the jobs through the main thread's py4j
     connection: while a job runs, that connection is waiting for it, so py4j fails ("reentrant
     call"), logs two tracebacks, and the command ends on that error (SPARK-55404, after 4.0,
-    raises KeyboardInterrupt all the same, from the middle of the call).
+    raises KeyboardInterrupt all the same, from the middle of the call). The context is
+    created alone, before its session, so that the main thread makes no py4j call between
+    pyspark's handler and ours: a Ctrl-C there finds the connection free, and pyspark's
+    cancels nothing and raises KeyboardInterrupt, which the command line reports the same.
+
+    Held, because interrupting pyspark's launch of the JVM leaves that JVM running for good:
+    the launch removes the folder the JVM writes its port into, and the JVM's py4j server
+    thread outlives its failed main (seen at 2.6 s into a run). Then KeyboardInterrupt, with
+    no py4j call under way: the command ends, and the JVM with it. A second Ctrl-C is not held.
     """
     if threading.current_thread() is not threading.main_thread():  # only there can it change
         return create()
     handler = signal.getsignal(signal.SIGINT)
-    # The JVM started meanwhile inherits the mask; it ignores SIGINT anyway (pyspark's launch).
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    hold = HeldInterrupt()
+    signal.signal(signal.SIGINT, hold)
     try:
         return create()
     finally:
-        if handler is not None:  # None: not set from Python, nothing to put back
-            signal.signal(signal.SIGINT, handler)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, signal.SIG_DFL if handler is None else handler)
+        if hold.held:
+            raise KeyboardInterrupt
+
+
+class HeldInterrupt:
+    """A SIGINT handler that notes the first Ctrl-C and acts on the second."""
+
+    def __init__(self) -> None:
+        self.held = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.held:
+            raise KeyboardInterrupt
+        self.held = True
 
 
 def release_cached() -> None:

@@ -22,7 +22,8 @@ from support.cli import CliResult, invoke
 class RunningContext:
     """Stands for the SparkContext a command started: records the threads that stop it."""
 
-    def __init__(self) -> None:
+    def __init__(self, jvm_side: object | None = "started") -> None:
+        self._jsc = jvm_side  # pyspark's handle on the JVM's context, None while it starts
         self.stopped_in: list[str] = []
 
     def stop(self) -> None:
@@ -97,18 +98,57 @@ def test_the_command_line_puts_the_previous_handler_back(monkeypatch: pytest.Mon
     assert calls == [signal.SIGINT]
 
 
-def test_a_new_spark_context_s_handler_is_undone_and_ctrl_c_during_its_start_waits_for_ours():
-    """pyspark's SparkContext installs a handler that cancels jobs through the main thread's
-    busy py4j connection; a Ctrl-C while the session starts reaches the command's handler."""
+def test_while_the_jvm_starts_ctrl_c_ends_the_command_at_once(monkeypatch: pytest.MonkeyPatch):
+    starting = RunningContext(jvm_side=None)
+
+    def never_reached() -> None:
+        raise AssertionError("the command went on after Ctrl-C")
+
+    result = interrupted_command(monkeypatch, starting, never_reached)
+    assert starting.stopped_in == []
+    assert (result.code, result.stderr) == (130, "fruitlens jars: interrupted\n")
+
+
+def test_the_handler_a_new_spark_context_installs_is_undone():
+    """pyspark's SparkContext installs one that cancels jobs through the main thread's busy py4j
+    connection."""
     ours: list[int] = []
     pyspark_s: list[int] = []
     signal.signal(signal.SIGINT, lambda signum, frame: ours.append(signum))
 
     def create() -> str:
         signal.signal(signal.SIGINT, lambda signum, frame: pyspark_s.append(signum))
-        os.kill(os.getpid(), signal.SIGINT)
-        return "session"
+        return "context"
 
-    assert session.keeping_interrupt_handler(create) == "session"  # type: ignore[arg-type]
+    assert session.keeping_interrupt_handler(create) == "context"  # type: ignore[arg-type]
+    os.kill(os.getpid(), signal.SIGINT)
     assert (ours, pyspark_s) == ([signal.SIGINT], [])
-    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())  # unblocked
+
+
+def test_ctrl_c_while_the_context_starts_is_held_until_it_has():
+    """Interrupting pyspark's launch of the JVM would leave the JVM running for good."""
+    ours: list[int] = []
+    started: list[str] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: ours.append(signum))
+
+    def create() -> str:
+        os.kill(os.getpid(), signal.SIGINT)
+        started.append("context")
+        return "context"
+
+    with pytest.raises(KeyboardInterrupt):
+        session.keeping_interrupt_handler(create)  # type: ignore[arg-type]
+    assert started == ["context"] and ours == []
+    os.kill(os.getpid(), signal.SIGINT)  # the command's handler is back
+    assert ours == [signal.SIGINT]
+
+
+def test_a_second_ctrl_c_while_the_context_starts_is_not_held():
+    def create() -> str:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        raise AssertionError("a second Ctrl-C was held too")
+
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
+    with pytest.raises(KeyboardInterrupt):
+        session.keeping_interrupt_handler(create)  # type: ignore[arg-type]
