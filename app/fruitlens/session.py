@@ -400,10 +400,10 @@ def start_session(
         export_local_defaults()
         remove_scratch_of_ended_drivers()
     existing = SparkConf()  # under spark-submit this already holds the submitted settings
-    conf = SparkConf().setAppName(app_name)
+    options = {"spark.app.name": app_name}
     master = config.master or (None if launched_by_spark_submit() else "local[*]")
     if master:
-        conf.setMaster(master)
+        options["spark.master"] = master
     local = bool(master and master.startswith("local"))
     if local:
         # Outside a cluster nothing needs to reach the driver from another machine: the UI
@@ -415,9 +415,10 @@ def start_session(
         settings.update(standby_daemon(settings))
     for key, value in settings.items():
         if key in explicit or not existing.contains(key):
-            conf.set(key, value)
-    keeping_interrupt_handler(lambda: SparkContext.getOrCreate(conf))
-    spark = SparkSession.builder.config(conf=conf).getOrCreate()
+            options[key] = value
+    # What SparkSession.builder.getOrCreate does, in two steps (keeping_interrupt_handler).
+    keeping_interrupt_handler(lambda: SparkContext.getOrCreate(SparkConf().setAll(options.items())))
+    spark = SparkSession.builder.config(map=options).getOrCreate()
     # Under spark-submit the JVM was started with the image's log4j2 set-up: the level is
     # applied from here on (a local JVM already has it).
     spark.sparkContext.setLogLevel(console.LOG4J_LEVELS[console.level(config.verbose)].upper())
