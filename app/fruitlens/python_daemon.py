@@ -47,8 +47,14 @@
    start, where the daemon's used to leave a core idle while the featurize job waited for it
    (not measured: a machine with cores to spare).
 
+6. When a job ends while the JVM is starting a worker (a failed task aborts the job, or
+   Ctrl-C stops Spark), the JVM may close the new worker's connection before it sends the
+   worker its secret. Spark's daemon then printed that worker's EOFError traceback (14 lines)
+   on the job's standard error, above the command's one-line failure (seen in one of four runs
+   whose input file was deleted mid-run). `quiet_when_hung_up` ends such a worker without it.
+
 It is set as `spark.python.daemon.module` (session.TUNING), so the driver's local workers and
-every executor's run it. Drop parts 1-3 once the Spark pin carries their fixes; parts 4-5 are
+every executor's run it. Drop parts 1-3 once the Spark pin carries their fixes; parts 4-6 are
 fruitlens's own (Spark's daemon imports no library of the job's).
 """
 
@@ -67,7 +73,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib.machinery import PathFinder
 from types import ModuleType, SimpleNamespace
 
@@ -297,6 +303,21 @@ def taken_over_by_standby(path: list[str]) -> bool:
     return True
 
 
+def quiet_when_hung_up(worker: Callable[[socket.socket, bool], int]) -> Callable[..., int]:
+    """pyspark's `daemon.worker`, ending with status 1 and no traceback when the JVM closed the
+    connection before sending the worker's secret (part 6). Only that read can raise EOFError
+    out of `worker`: a task's reads are inside the worker's own handling, which reports to the
+    JVM and exits."""
+
+    def serve_worker(sock: socket.socket, authenticated: bool) -> int:
+        try:
+            return worker(sock, authenticated)
+        except EOFError:
+            return 1
+
+    return serve_worker
+
+
 def serve(path: list[str], preloaded: bool) -> None:
     """Run Spark's daemon in this process, from import path `path`."""
     sys.path[:] = path
@@ -308,6 +329,7 @@ def serve(path: list[str], preloaded: bool) -> None:
     watch = PathWatch()
     worker_util.importlib = SimpleNamespace(invalidate_caches=watch.invalidate_caches)  # type: ignore[assignment]
     daemon.gc = CollectThenFreeze  # type: ignore[assignment]
+    daemon.worker = quiet_when_hung_up(daemon.worker)
     if os.environ.get(PRELOAD_TENSORFLOW) == "1" and not preloaded:
         preload_tensorflow()
     daemon.manager()

@@ -8,6 +8,8 @@ import gc
 import importlib
 import importlib.util
 import os
+import signal
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -211,3 +213,27 @@ def test_no_standby_where_its_socket_cannot_be_made(
     settings = session.spark_settings(Config(jars_dir=jars), featurizes=True)
     assert session.standby_daemon(settings) == {}
     assert list(deep.iterdir()) == []
+
+
+def test_a_worker_whose_jvm_hung_up_before_its_secret_ends_without_a_traceback(
+    capfd: pytest.CaptureFixture[str],
+):
+    """Spark's daemon printed the EOFError of such a worker on the job's standard error."""
+    from pyspark import daemon
+
+    handlers = {number: signal.getsignal(number) for number in RESET_BY_PYSPARK_WORKER}
+    near, far = socket.socketpair()
+    far.close()  # the JVM, gone before it sent the secret
+    try:
+        with pytest.raises(EOFError):
+            daemon.worker(near, False)
+        assert python_daemon.quiet_when_hung_up(daemon.worker)(near, False) == 1
+    finally:
+        near.close()
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+# pyspark's daemon.worker sets these for the forked worker it expects to run in.
+RESET_BY_PYSPARK_WORKER = (signal.SIGHUP, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)
