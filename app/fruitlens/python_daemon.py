@@ -1,4 +1,5 @@
-"""Spark's Python worker daemon (`pyspark.daemon`), less three fixed costs in every worker.
+"""Spark's Python worker daemon (`pyspark.daemon`), with six changes: parts 1-3 remove fixed costs
+of every worker, 4-5 import TensorFlow ahead of the workers, 6 quiets a hung-up worker.
 
 1. Spark puts `$SPARK_HOME/python/lib/pyspark.zip` first on its workers' path. Modules
    imported from a zip archive are compiled at every start (zipimport keeps no bytecode cache),
