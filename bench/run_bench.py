@@ -76,6 +76,9 @@ AUTO_BF16_MIN_SPEEDUP = 1.1
 # capped, 0.56x on a Xeon without AMX), not an AMD one's (1.9x on a Zen 5).
 AVX512_BF16_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}
 ALL = "all"
+# The log lines of `fruitlens run` around its featurize stage (RunReport.stage): the window in
+# which the bench splits the stage's CPU time by process kind (proctree.TreeSampler).
+FEATURIZE_WINDOW = ("stage featurize: started", "stage featurize: done")
 
 
 def quality_images(text: str) -> str | int:
@@ -163,7 +166,9 @@ def fruitlens_run(
         process = subprocess.Popen(
             command, stdout=sink, stderr=subprocess.STDOUT, env={**child_env(), **(env or {})}
         )
-        sampler = proctree.TreeSampler(process.pid).start()
+        sampler = proctree.TreeSampler(
+            process.pid, log_file=log_file, window=FEATURIZE_WINDOW
+        ).start()
         try:
             returncode = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -178,6 +183,14 @@ def fruitlens_run(
         raise RuntimeError(f"fruitlens run exited {returncode}: {tail}")
     manifest = json.loads((output / "run.json").read_text())
     images = manifest["images"]["listed"]
+    stage_cpu = sampler.window_cpu()
+    if stage_cpu:
+        # Core-seconds of the master's cores the stage's processes left unused.
+        master_cores = int(cores) if cores.isdigit() else os.cpu_count() or 1
+        used = sum(stage_cpu["cpu_s"].values())
+        stage_cpu["unused_core_s"] = round(max(0.0, master_cores * stage_cpu["window_s"] - used), 2)
+        workers = stage_cpu["cpu_s"].get("python_workers", 0.0)
+        stage_cpu["python_workers_cpu_ms_per_image"] = round(1000 * workers / images, 2)
     timings = manifest.get("timings_s", {})
     featurize_s = timings.get("featurize")
     return {
@@ -194,6 +207,7 @@ def fruitlens_run(
         "stage_timings_s": timings,
         "manifest_images": manifest["images"],
         "manifest_incremental": manifest.get("incremental"),
+        "featurize_cpu": stage_cpu,
         "load_before": load_before,
         "load_after": load(),
         **sampler.summary(),
@@ -393,6 +407,7 @@ class Bench:
             ),
             "keras_best_batch_size": (self.result("keras") or {}).get("best_batch_size"),
             "keras_tensorflow_defaults_images_per_s": defaults,
+            "featurize_cpu": self.cpu_summary(),
         }
         ratios = {
             "fruitlens_vs_keras": ratio(featurize, keras),
@@ -437,6 +452,26 @@ class Bench:
                 else bool(quality["met"] and speedup and speedup >= AUTO_BF16_MIN_SPEEDUP),
             }
         return {**values, "ratios": ratios, "targets": targets}
+
+    def cpu_summary(self) -> dict[str, Any]:
+        """Where each fruitlens run's featurize stage spent its cores (fruitlens_run), beside
+        the CPU time per image of the bare loops: the workers' own cost against the loop's, and
+        what the JVM, the driver and unused cores add to the stage."""
+        loops = {
+            name.removeprefix("keras_"): ((self.result(name) or {}).get("full") or {}).get(
+                "cpu_ms_per_image"
+            )
+            for name in ("keras", "keras_again", "keras_bf16_keras", "keras_bf16_grappler")
+        }
+        runs = {
+            name.removeprefix("fruitlens_"): (self.result(name) or {}).get("featurize_cpu")
+            for name in self.results["steps"]
+            if name.startswith("fruitlens_")
+        }
+        return {
+            "keras_cpu_ms_per_image": {name: round(ms, 2) for name, ms in loops.items() if ms},
+            "fruitlens": {name: split for name, split in runs.items() if split},
+        }
 
     def auto_uses_bf16(self) -> bool:
         from fruitlens.pipeline.featurize import BF16, choose_precision, this_cpu
