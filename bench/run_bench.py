@@ -457,11 +457,15 @@ class Bench:
         """Where each fruitlens run's featurize stage spent its cores (fruitlens_run), beside
         the CPU time per image of the bare loops: the workers' own cost against the loop's, and
         what the JVM, the driver and unused cores add to the stage."""
+        steps = {
+            "fp32": "keras",
+            "fp32_again": "keras_again",
+            "bf16_keras_policy": "keras_bf16_keras",
+            "bf16_grappler": "keras_bf16_grappler",
+        }
         loops = {
-            name.removeprefix("keras_"): ((self.result(name) or {}).get("full") or {}).get(
-                "cpu_ms_per_image"
-            )
-            for name in ("keras", "keras_again", "keras_bf16_keras", "keras_bf16_grappler")
+            loop: ((self.result(step) or {}).get("full") or {}).get("cpu_ms_per_image")
+            for loop, step in steps.items()
         }
         runs = {
             name.removeprefix("fruitlens_"): (self.result(name) or {}).get("featurize_cpu")
