@@ -132,6 +132,12 @@ def run_json_script(
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def master_cores(master: str) -> int:
+    """The cores of a local master: local[N] or local[*]."""
+    cores = master.removeprefix("local[").removesuffix("]")
+    return int(cores) if cores.isdigit() else os.cpu_count() or 1
+
+
 def fruitlens_run(
     input_dir: Path,
     output: Path,
@@ -158,8 +164,7 @@ def fruitlens_run(
         "--no-plots",
         *extra,
     ]
-    cores = master.removeprefix("local[").removesuffix("]")
-    log_file = output.parent / f"{output.name}-local{cores}-{int(time.time())}.log"
+    log_file = output.parent / f"{output.name}-local{master_cores(master)}-{int(time.time())}.log"
     load_before = load()
     start = time.perf_counter()
     with log_file.open("w") as sink:
@@ -186,9 +191,10 @@ def fruitlens_run(
     stage_cpu = sampler.window_cpu()
     if stage_cpu:
         # Core-seconds of the master's cores the stage's processes left unused.
-        master_cores = int(cores) if cores.isdigit() else os.cpu_count() or 1
+        cores = master_cores(master)
         used = sum(stage_cpu["cpu_s"].values())
-        stage_cpu["unused_core_s"] = round(max(0.0, master_cores * stage_cpu["window_s"] - used), 2)
+        stage_cpu["cores"] = cores
+        stage_cpu["unused_core_s"] = round(max(0.0, cores * stage_cpu["window_s"] - used), 2)
         workers = stage_cpu["cpu_s"].get("python_workers", 0.0)
         stage_cpu["python_workers_cpu_ms_per_image"] = round(1000 * workers / images, 2)
     timings = manifest.get("timings_s", {})
@@ -291,6 +297,94 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or not denominator:
         return None
     return round(numerator / denominator, 3)
+
+
+def stage_cost_line(
+    fit: list[tuple[int, dict[str, Any]]],
+    loop_images_per_s: float | None,
+    target: float,
+    checks: dict[str, tuple[int, dict[str, Any]]] | None = None,
+) -> dict[str, Any] | None:
+    """The featurize stage's core-seconds as a fixed part plus a part per image, drawn through
+    the smallest and the largest of `fit` ((images, featurize_cpu) of runs at one precision on
+    the same cores), beside the bare loop's core time per image; and from how many images the
+    stage reaches `target` x the loop's rate, which no run's size answers by itself.
+
+    `checks`: other runs of that precision (name: (images, featurize_cpu)), each with the span
+    the line predicts for it. bench/README.md, "The stage's cost as a line"."""
+    if len(fit) < 2 or not loop_images_per_s:
+        return None
+    by_size = sorted(fit, key=lambda run: run[0])
+    (small, first), (large, last) = by_size[0], by_size[-1]
+    if large == small:
+        return None
+    cores = first["cores"]
+    # Core-seconds by kind of process, and those no process used.
+    small_parts = {**first["cpu_s"], "unused": first["unused_core_s"]}
+    large_parts = {**last["cpu_s"], "unused": last["unused_core_s"]}
+    per_image = {
+        kind: (large_parts[kind] - small_parts[kind]) / (large - small) for kind in small_parts
+    }
+    slope = cores * (last["window_s"] - first["window_s"]) / (large - small)
+    fixed = cores * first["window_s"] - small * slope
+    loop = cores / loop_images_per_s
+    reach = max(0.0, target * fixed / (loop - target * slope)) if loop > target * slope else None
+    return {
+        "images": [small, large],
+        "cores": cores,
+        "fixed_core_s": round(fixed, 2),
+        "fixed_core_s_by_kind": {
+            kind: round(small_parts[kind] - small * rate, 2) for kind, rate in per_image.items()
+        },
+        "core_ms_per_image": round(1000 * slope, 2),
+        "core_ms_per_image_by_kind": {
+            kind: round(1000 * rate, 3) for kind, rate in per_image.items()
+        },
+        "loop_core_ms_per_image": round(1000 * loop, 2),
+        "limit_vs_loop": round(loop / slope, 3) if slope > 0 else None,
+        "target_vs_loop": target,
+        "images_to_reach_target": round(reach) if reach is not None else None,
+        "checks": {
+            name: {
+                "images": images,
+                "window_s": split["window_s"],
+                "predicted_window_s": round((images * slope + fixed) / cores, 2),
+            }
+            for name, (images, split) in (checks or {}).items()
+        },
+    }
+
+
+def stage_cost_lines(
+    results: dict[str, dict[str, Any] | None],
+    cores: int,
+    loops: dict[str, float | None],
+    target: float,
+) -> dict[str, Any]:
+    """stage_cost_line for each precision against its bare loop's rate (`loops`), from the
+    bench's step `results`: drawn through the scale runs (fruitlens_*) on `cores`, checked on
+    the other runs that featurized every image at that precision (the whole-subset runs)."""
+    fit: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    checks: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {}
+    for name, result in results.items():
+        step = result or {}
+        split = step.get("featurize_cpu")
+        # An --incremental re-run featurizes only what changed: its stage has no listed size.
+        if not split or split.get("cores") != cores or step.get("manifest_incremental"):
+            continue
+        used = (step.get("precision") or {}).get("images") or {}
+        if len(used) != 1:
+            continue
+        ((precision, images),) = used.items()
+        if name.startswith("fruitlens_"):
+            fit.setdefault(precision, []).append((images, split))
+        else:
+            checks.setdefault(precision, {})[name] = (images, split)
+    lines = {
+        precision: stage_cost_line(runs, loops.get(precision), target, checks.get(precision))
+        for precision, runs in fit.items()
+    }
+    return {precision: line for precision, line in lines.items() if line}
 
 
 class Bench:
@@ -419,6 +513,12 @@ class Bench:
         }
         bf16_values, bf16_ratios, bf16_rules = self.bf16_summary(keras, largest)
         values.update(bf16_values)
+        values["featurize_cpu"]["cost_line"] = stage_cost_lines(
+            {name: self.result(name) for name in self.results["steps"]},
+            master_cores(self.results["settings"]["master"]),
+            {"fp32": keras, "bf16": values.get("keras_bf16_images_per_s")},
+            TARGETS["fruitlens_vs_keras"][1],
+        )
         ratios.update(bf16_ratios)
         measured = {**values, **ratios}
         checks = {
