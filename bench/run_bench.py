@@ -300,22 +300,22 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
 
 
 def stage_cost_line(
-    fit: list[tuple[int, dict[str, Any]]],
+    fit: dict[str, tuple[int, dict[str, Any]]],
     loop_images_per_s: float | None,
     target: float,
     checks: dict[str, tuple[int, dict[str, Any]]] | None = None,
 ) -> dict[str, Any] | None:
     """The featurize stage's core-seconds as a fixed part plus a part per image, drawn through
-    the smallest and the largest of `fit` ((images, featurize_cpu) of runs at one precision on
-    the same cores), beside the bare loop's core time per image; and from how many images the
-    stage reaches `target` x the loop's rate, which no run's size answers by itself.
+    the smallest and the largest run of `fit` (name: (images, featurize_cpu) of runs at one
+    precision on the same cores), beside the bare loop's core time per image; and from how many
+    images the stage reaches `target` x the loop's rate, which no run's size answers by itself.
 
-    `checks`: other runs of that precision (name: (images, featurize_cpu)), each with the span
-    the line predicts for it. bench/README.md, "The stage's cost as a line"."""
+    `checks`: other runs of that precision, with `fit`'s runs between the two ends, each with
+    the span the line predicts for it. bench/README.md, "The stage's cost as a line"."""
     if len(fit) < 2 or not loop_images_per_s:
         return None
-    by_size = sorted(fit, key=lambda run: run[0])
-    (small, first), (large, last) = by_size[0], by_size[-1]
+    by_size = sorted(fit.items(), key=lambda run: run[1][0])
+    (small, first), (large, last) = by_size[0][1], by_size[-1][1]
     if large == small:
         return None
     cores = first["cores"]
@@ -350,7 +350,7 @@ def stage_cost_line(
                 "window_s": split["window_s"],
                 "predicted_window_s": round((images * slope + fixed) / cores, 2),
             }
-            for name, (images, split) in (checks or {}).items()
+            for name, (images, split) in [*by_size[1:-1], *(checks or {}).items()]
         },
     }
 
@@ -362,9 +362,9 @@ def stage_cost_lines(
     target: float,
 ) -> dict[str, Any]:
     """stage_cost_line for each precision against its bare loop's rate (`loops`), from the
-    bench's step `results`: drawn through the scale runs (fruitlens_*) on `cores`, checked on
-    the other runs that featurized every image at that precision (the whole-subset runs)."""
-    fit: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    bench's step `results`: drawn through the scale runs (fruitlens_*) on `cores`, checked also
+    on the other runs that featurized every image at that precision (the whole-subset runs)."""
+    fit: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {}
     checks: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {}
     for name, result in results.items():
         step = result or {}
@@ -376,10 +376,8 @@ def stage_cost_lines(
         if len(used) != 1:
             continue
         ((precision, images),) = used.items()
-        if name.startswith("fruitlens_"):
-            fit.setdefault(precision, []).append((images, split))
-        else:
-            checks.setdefault(precision, {})[name] = (images, split)
+        runs = fit if name.startswith("fruitlens_") else checks
+        runs.setdefault(precision, {})[name] = (images, split)
     lines = {
         precision: stage_cost_line(runs, loops.get(precision), target, checks.get(precision))
         for precision, runs in fit.items()

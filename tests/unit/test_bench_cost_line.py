@@ -40,7 +40,11 @@ def run(images: int, fixed: float, per_image_ms: float, precision: str, **extra:
 
 
 def test_two_runs_on_an_exact_line_give_back_its_fixed_and_per_image_cost() -> None:
-    fit = [(4800, split(4800, 8.0, 50.0)), (600, split(600, 8.0, 50.0))]
+    fit = {
+        "8x": (4800, split(4800, 8.0, 50.0)),
+        "1x": (600, split(600, 8.0, 50.0)),
+        "4x": (2400, split(2400, 8.0, 50.0)),
+    }
     # The loop: 2 cores / 39.2157 images/s = 51 core-ms per image.
     line = run_bench.stage_cost_line(
         fit, 2 / 0.051, 0.95, checks={"whole": (16_000, split(16_000, 8.0, 50.0))}
@@ -55,12 +59,14 @@ def test_two_runs_on_an_exact_line_give_back_its_fixed_and_per_image_cost() -> N
     assert line["limit_vs_loop"] == pytest.approx(1.02)
     # N * 51 / (N * 50 + 8 000) = 0.95  <=>  N = 0.95 * 8 000 / (51 - 47.5)
     assert line["images_to_reach_target"] == 2171
-    whole = line["checks"]["whole"]
-    assert whole["predicted_window_s"] == pytest.approx(whole["window_s"])
+    # The runs between the ends are checked, as are the others given.
+    assert set(line["checks"]) == {"4x", "whole"}
+    for check in line["checks"].values():
+        assert check["predicted_window_s"] == pytest.approx(check["window_s"])
 
 
 def test_a_stage_dearer_per_image_than_the_target_allows_never_reaches_it() -> None:
-    fit = [(600, split(600, 8.0, 60.0)), (4800, split(4800, 8.0, 60.0))]
+    fit = {"1x": (600, split(600, 8.0, 60.0)), "8x": (4800, split(4800, 8.0, 60.0))}
     line = run_bench.stage_cost_line(fit, 2 / 0.051, 0.95)
     assert line is not None
     assert line["images_to_reach_target"] is None
@@ -70,12 +76,13 @@ def test_a_stage_dearer_per_image_than_the_target_allows_never_reaches_it() -> N
 @pytest.mark.parametrize(
     ("fit", "loop"),
     [
-        ([(600, split(600, 8.0, 50.0))], 39.0),  # one size: no slope
-        ([(600, split(600, 8.0, 50.0)), (600, split(600, 9.0, 50.0))], 39.0),
-        ([(600, split(600, 8.0, 50.0)), (4800, split(4800, 8.0, 50.0))], None),  # no loop
+        ({"1x": (600, split(600, 8.0, 50.0))}, 39.0),  # one run: no slope
+        ({"a": (600, split(600, 8.0, 50.0)), "b": (600, split(600, 9.0, 50.0))}, 39.0),  # one size
+        # No loop to compare with:
+        ({"1x": (600, split(600, 8.0, 50.0)), "8x": (4800, split(4800, 8.0, 50.0))}, None),
     ],
 )
-def test_no_line_without_two_sizes_and_the_loop(fit: list, loop: float | None) -> None:
+def test_no_line_without_two_sizes_and_the_loop(fit: dict, loop: float | None) -> None:
     assert run_bench.stage_cost_line(fit, loop, 0.95) is None
 
 
