@@ -499,7 +499,6 @@ class Bench:
             ),
             "keras_best_batch_size": (self.result("keras") or {}).get("best_batch_size"),
             "keras_tensorflow_defaults_images_per_s": defaults,
-            "featurize_cpu": self.cpu_summary(),
         }
         ratios = {
             "fruitlens_vs_keras": ratio(featurize, keras),
@@ -511,11 +510,8 @@ class Bench:
         }
         bf16_values, bf16_ratios, bf16_rules = self.bf16_summary(keras, largest)
         values.update(bf16_values)
-        values["featurize_cpu"]["cost_line"] = stage_cost_lines(
-            {name: self.result(name) for name in self.results["steps"]},
-            master_cores(self.results["settings"]["master"]),
-            {"fp32": keras, "bf16": values.get("keras_bf16_images_per_s")},
-            TARGETS["fruitlens_vs_keras"][1],
+        values["featurize_cpu"] = self.cpu_summary(
+            {"fp32": keras, "bf16": values.get("keras_bf16_images_per_s")}
         )
         ratios.update(bf16_ratios)
         measured = {**values, **ratios}
@@ -551,10 +547,11 @@ class Bench:
             }
         return {**values, "ratios": ratios, "targets": targets}
 
-    def cpu_summary(self) -> dict[str, Any]:
+    def cpu_summary(self, loop_images_per_s: dict[str, float | None]) -> dict[str, Any]:
         """Where each fruitlens run's featurize stage spent its cores (fruitlens_run), beside
         the CPU time per image of the bare loops: the workers' own cost against the loop's, and
-        what the JVM, the driver and unused cores add to the stage."""
+        what the JVM, the driver and unused cores add to the stage; and each precision's cost
+        line against its loop's rate (`loop_images_per_s`: fp32, bf16)."""
         steps = {
             "fp32": "keras",
             "fp32_again": "keras_again",
@@ -573,6 +570,12 @@ class Bench:
         return {
             "keras_cpu_ms_per_image": {name: round(ms, 2) for name, ms in loops.items() if ms},
             "fruitlens": {name: split for name, split in runs.items() if split},
+            "cost_line": stage_cost_lines(
+                {name: self.result(name) for name in self.results["steps"]},
+                master_cores(self.results["settings"]["master"]),
+                loop_images_per_s,
+                TARGETS["fruitlens_vs_keras"][1],
+            ),
         }
 
     def auto_uses_bf16(self) -> bool:
